@@ -1,0 +1,68 @@
+"""The ``cleanroom`` command: a thin layer over the library, one call per command.
+
+Errors print one line on stderr (never a traceback) and exit with the status that
+:data:`cleanroom.errors.EXIT_CODES` gives their class.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cleanroom import __version__
+from cleanroom.errors import CleanroomError, exit_code_for
+
+app = typer.Typer(
+    name="cleanroom",
+    help="A confidential clean room for multi-party machine learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_err = Console(stderr=True)
+
+
+@app.command()
+def version() -> None:
+    """Print the cleanroom version.
+
+    Example: cleanroom version
+    """
+    typer.echo(__version__)
+
+
+def _register() -> None:
+    # Sub-command groups live in their own modules; importing them here keeps
+    # `cleanroom --help` complete while each module stays small.
+    from cleanroom.cli import demo  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cleanroom`` console script."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except CleanroomError as error:
+        _err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        return exit_code_for(error)
+    except (typer.Abort, KeyboardInterrupt):
+        _err.print("aborted")
+        return 130
+    except SystemExit as stop:  # typer/click usage errors exit through here
+        return int(stop.code or 0)
+    except Exception as error:
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            return error.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``cleanroom demo`` — placeholder replaced as soon as the crypto core lands."""
