@@ -1,0 +1,99 @@
+"""Always Encrypted cells: :class:`CellCipher` and :class:`EncryptionType`.
+
+The byte format is SQL Server's ``AEAD_AES_256_CBC_HMAC_SHA256`` (documented in
+:mod:`cleanroom.crypto._hazmat` and ``docs/formats.md``): a cell written here decrypts in
+Microsoft's drivers, and a cell they write decrypts here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import NoReturn
+
+from cleanroom.crypto import _hazmat
+from cleanroom.crypto.keys import ColumnEncryptionKey, as_key
+from cleanroom.errors import DecryptionError
+
+
+class EncryptionType(enum.IntEnum):
+    """Always Encrypted encryption types (the values are the TDS/catalog codes)."""
+
+    DETERMINISTIC = 1
+    """Same plaintext, same cell: allows equality search, leaks equality."""
+    RANDOMIZED = 2
+    """A fresh random IV per cell: reveals nothing but length class. The safe default."""
+
+    @classmethod
+    def parse(cls, name: str | EncryptionType) -> EncryptionType:
+        """``"Randomized"`` / ``"deterministic"`` / an ``EncryptionType`` → the member."""
+        if isinstance(name, EncryptionType):
+            return name
+        try:
+            return cls[str(name).strip().upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown encryption type {name!r}: expected 'randomized' or 'deterministic'"
+            ) from None
+
+
+class CellCipher:
+    """Encrypts and decrypts Always Encrypted cells under one column encryption key.
+
+    ``CellCipher(cek, EncryptionType.RANDOMIZED).encrypt(value)`` — ``value`` is the
+    already-normalized plaintext (see :func:`cleanroom.crypto.normalize`). Decryption works
+    for both types (the cell does not say which one made it). Any malformed, truncated,
+    tampered or foreign cell raises :class:`~cleanroom.errors.DecryptionError` with one
+    fixed message.
+
+    The batch forms are the fast path for whole columns; they preserve order. A
+    ``decrypt_many`` that meets one bad cell raises for the whole batch.
+    """
+
+    __slots__ = ("_keys", "encryption_type")
+
+    def __init__(
+        self,
+        cek: ColumnEncryptionKey | bytes,
+        encryption_type: EncryptionType = EncryptionType.RANDOMIZED,
+    ) -> None:
+        key = as_key(cek)
+        self._keys = _hazmat.derive_keys(key.secret_bytes())
+        self.encryption_type = EncryptionType.parse(encryption_type)
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """One cell for one normalized plaintext value."""
+        return self.encrypt_many((plaintext,))[0]
+
+    def decrypt(self, cell: bytes) -> bytes:
+        """The normalized plaintext inside one cell."""
+        return self.decrypt_many((cell,))[0]
+
+    def encrypt_many(self, values: Sequence[bytes]) -> list[bytes]:
+        """Cells for many plaintexts, batched (much faster than a loop of :meth:`encrypt`)."""
+        for value in values:
+            if not isinstance(value, bytes | bytearray | memoryview):
+                raise TypeError("CellCipher encrypts bytes; normalize typed values first")
+        data = [bytes(value) for value in values]
+        if self.encryption_type is EncryptionType.DETERMINISTIC:
+            ivs = _hazmat.synthetic_ivs(self._keys, data)
+        else:
+            ivs = _hazmat.random_ivs(len(data))
+        return _hazmat.encrypt_cells(self._keys, data, ivs)
+
+    def decrypt_many(self, cells: Sequence[bytes]) -> list[bytes]:
+        """Plaintexts of many cells, batched; raises if any one of them is bad."""
+        try:
+            data = [bytes(cell) for cell in cells]
+        except TypeError:
+            raise DecryptionError() from None
+        plain = _hazmat.decrypt_cells(self._keys, data)
+        if plain is None:
+            raise DecryptionError()
+        return plain
+
+    def __repr__(self) -> str:
+        return f"CellCipher(<redacted key>, {self.encryption_type.name})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("cell ciphers hold key material and cannot be pickled")
