@@ -18,8 +18,9 @@ Cell layout (SQL Server Always Encrypted, algorithm version 0x01)::
 
 Speed: CBC *decryption* is parallel across blocks, and CBC *encryption* of many cells is
 parallel across cells. Both are done here as one AES-ECB call over all the blocks of a batch
-(per block position, for encryption) with the XORs in numpy, and one-shot ``hmac.digest``
-per cell — instead of a cipher object and an HMAC object per cell.
+(per block position, for encryption) with the XORs in numpy. Each tag copies one keyed
+HMAC state made once per batch (``HMAC.copy()`` skips OpenSSL 3's per-object key setup and
+algorithm fetch, about 2.5× faster than a fresh ``hmac.digest`` per cell).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, Final, Literal, NoReturn
 
 import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 ALGORITHM_NAME = "AEAD_AES_256_CBC_HMAC_SHA256"
@@ -83,53 +86,119 @@ def derive_keys(cek: bytes) -> DerivedKeys:
     )
 
 
-def synthetic_ivs(keys: DerivedKeys, values: Sequence[bytes]) -> list[bytes]:
-    """Deterministic IVs: the first 16 bytes of HMAC-SHA256(iv_key, plaintext)."""
-    iv_key = keys.iv_key
-    return [hmac.digest(iv_key, value, "sha256")[:BLOCK] for value in values]
+def _keyed_hmac(key: bytes) -> crypto_hmac.HMAC:
+    return crypto_hmac.HMAC(key, hashes.SHA256())
 
 
-def random_ivs(count: int) -> list[bytes]:
-    """Randomized IVs: 16 bytes each from the operating system's CSPRNG."""
-    pool = os.urandom(BLOCK * count)
-    return [pool[i : i + BLOCK] for i in range(0, BLOCK * count, BLOCK)]
+def _mac(base: crypto_hmac.HMAC, message: bytes) -> bytes:
+    state = base.copy()
+    state.update(message)
+    return state.finalize()
 
 
-def _pad(value: bytes) -> bytes:
-    pad = BLOCK - len(value) % BLOCK
-    return value + bytes((pad,)) * pad
+RANDOM_IVS: Final = "random"
+SYNTHETIC_IVS: Final = "synthetic"
+IvSource = Literal["random", "synthetic"] | Sequence[bytes]
 
 
-def encrypt_cells(keys: DerivedKeys, values: Sequence[bytes], ivs: Sequence[bytes]) -> list[bytes]:
-    """Encrypt ``values[i]`` with ``ivs[i]`` into Always Encrypted cells (order preserved)."""
-    if len(values) != len(ivs):
-        raise ValueError("one IV per value")
-    out: list[bytes] = [b""] * len(values)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for index, value in enumerate(values):
-        groups[len(value) // BLOCK + 1].append(index)
+def _ivs_for(keys: DerivedKeys, values: list[bytes], source: IvSource) -> bytes:
+    """The IVs of one batch, concatenated."""
+    if source == RANDOM_IVS:
+        return os.urandom(BLOCK * len(values))
+    if source == SYNTHETIC_IVS:
+        copy = _keyed_hmac(keys.iv_key).copy
+        ivs = []
+        for value in values:
+            state = copy()
+            state.update(value)
+            ivs.append(state.finalize()[:BLOCK])
+        return b"".join(ivs)
+    raise ValueError("unknown IV source")
+
+
+def encrypt_cells(keys: DerivedKeys, values: Sequence[bytes], ivs: IvSource) -> list[bytes]:
+    """Encrypt ``values`` into Always Encrypted cells, order preserved.
+
+    ``ivs`` is ``"random"`` (CSPRNG), ``"synthetic"`` (deterministic encryption) or,
+    for known-answer tests only, one explicit 16-byte IV per value.
+    """
+    explicit: Sequence[bytes] | None = None if isinstance(ivs, str) else ivs
+    if explicit is not None and (
+        len(explicit) != len(values) or any(len(iv) != BLOCK for iv in explicit)
+    ):
+        raise ValueError("one 16-byte IV per value")
     encryptor = Cipher(algorithms.AES(keys.enc_key), modes.ECB()).encryptor()  # noqa: S305 — CBC built by hand
-    mac_key = keys.mac_key
-    for blocks, indices in groups.items():
+    copy_mac = _keyed_hmac(keys.mac_key).copy
+    out: list[bytes] = [b""] * len(values)
+    for length, indices in _groups_by_length(values):
         for start in range(0, len(indices), CHUNK):
             chunk = indices[start : start + CHUNK]
-            n = len(chunk)
-            plain = np.frombuffer(b"".join(_pad(values[i]) for i in chunk), dtype=np.uint8)
-            plain = plain.reshape(n, blocks, BLOCK)
-            iv_bytes = b"".join(ivs[i] for i in chunk)
-            body = np.empty((n, blocks + 1, BLOCK), dtype=np.uint8)
-            body[:, 0, :] = np.frombuffer(iv_bytes, dtype=np.uint8).reshape(n, BLOCK)
-            for j in range(blocks):
-                mixed = np.bitwise_xor(plain[:, j, :], body[:, j, :])
-                encrypted = encryptor.update(mixed.tobytes())
-                body[:, j + 1, :] = np.frombuffer(encrypted, dtype=np.uint8).reshape(n, BLOCK)
-            flat = body.tobytes()
-            width = (blocks + 1) * BLOCK
-            for k, index in enumerate(chunk):
-                iv_and_ct = flat[k * width : (k + 1) * width]
-                tag = hmac.digest(mac_key, _VERSION_BYTE + iv_and_ct + _VERSION_BYTE, "sha256")
-                out[index] = _VERSION_BYTE + tag + iv_and_ct
+            batch = [values[i] for i in chunk]
+            if explicit is not None:
+                iv_bytes = b"".join(explicit[i] for i in chunk)
+            else:
+                iv_bytes = _ivs_for(keys, batch, ivs)
+            cells = _encrypt_equal_length(encryptor, copy_mac, batch, length, iv_bytes)
+            for index, cell in zip(chunk, cells, strict=True):
+                out[index] = cell
     return out
+
+
+def _groups_by_length(values: Sequence[bytes]) -> list[tuple[int, list[int]]]:
+    """Indices of ``values`` grouped by exact length (one group in the common case)."""
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    if len(lengths) == 0:
+        return []
+    if bool(np.all(lengths == lengths[0])):
+        return [(int(lengths[0]), list(range(len(values))))]
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    starts = np.flatnonzero(np.diff(sorted_lengths)) + 1
+    return [
+        (int(sorted_lengths[first]), part.tolist())
+        for first, part in zip(np.concatenate(([0], starts)), np.split(order, starts), strict=True)
+    ]
+
+
+def _encrypt_equal_length(
+    encryptor: Any, copy_mac: Any, batch: list[bytes], length: int, iv_bytes: bytes
+) -> list[bytes]:
+    n = len(batch)
+    blocks = length // BLOCK + 1
+    width = (blocks + 1) * BLOCK  # IV ‖ ciphertext
+    plain = np.empty((n, blocks * BLOCK), dtype=np.uint8)
+    if length:
+        plain[:, :length] = np.frombuffer(b"".join(batch), dtype=np.uint8).reshape(n, length)
+    plain[:, length:] = blocks * BLOCK - length  # PKCS7: 1..16 bytes of the pad length
+    # MAC input per cell, built in place: 0x01 ‖ IV ‖ ciphertext ‖ 0x01.
+    message = np.empty((n, width + 2), dtype=np.uint8)
+    message[:, 0] = VERSION
+    message[:, -1] = VERSION
+    previous = np.frombuffer(iv_bytes, dtype=np.uint8).reshape(n, BLOCK)
+    message[:, 1 : 1 + BLOCK] = previous
+    for j in range(blocks):
+        mixed = np.bitwise_xor(plain[:, j * BLOCK : (j + 1) * BLOCK], previous)
+        previous = np.frombuffer(encryptor.update(mixed.tobytes()), dtype=np.uint8).reshape(
+            n, BLOCK
+        )
+        message[:, 1 + (j + 1) * BLOCK : 1 + (j + 2) * BLOCK] = previous
+    flat = message.tobytes()
+    step = width + 2
+    tags: list[bytes] = []
+    append = tags.append
+    for offset in range(0, n * step, step):
+        state = copy_mac()
+        state.update(flat[offset : offset + step])
+        append(state.finalize())
+    size = 1 + TAG_LENGTH + width
+    cells = np.empty((n, size), dtype=np.uint8)
+    cells[:, 0] = VERSION
+    cells[:, 1 : 1 + TAG_LENGTH] = np.frombuffer(b"".join(tags), dtype=np.uint8).reshape(
+        n, TAG_LENGTH
+    )
+    cells[:, 1 + TAG_LENGTH :] = message[:, 1:-1]
+    packed = cells.tobytes()
+    return [packed[k : k + size] for k in range(0, n * size, size)]
 
 
 def decrypt_cells(keys: DerivedKeys, cells: Sequence[bytes]) -> list[bytes] | None:
@@ -139,7 +208,7 @@ def decrypt_cells(keys: DerivedKeys, cells: Sequence[bytes]) -> list[bytes] | No
     error can only come from a cell that the key holder itself produced wrongly; callers
     turn ``None`` into one fixed error, so nothing tells one failure from another.
     """
-    mac_key = keys.mac_key
+    mac = _keyed_hmac(keys.mac_key)
     ok = True
     groups: dict[int, list[int]] = defaultdict(list)
     for index, cell in enumerate(cells):
@@ -147,9 +216,7 @@ def decrypt_cells(keys: DerivedKeys, cells: Sequence[bytes]) -> list[bytes] | No
         if size < MIN_CELL_LENGTH or (size - HEADER_LENGTH) % BLOCK or cell[0] != VERSION:
             ok = False
             continue
-        expected = hmac.digest(
-            mac_key, _VERSION_BYTE + cell[1 + TAG_LENGTH :] + _VERSION_BYTE, "sha256"
-        )
+        expected = _mac(mac, _VERSION_BYTE + cell[1 + TAG_LENGTH :] + _VERSION_BYTE)
         ok &= hmac.compare_digest(expected, cell[1 : HEADER_LENGTH - BLOCK])
         groups[(size - HEADER_LENGTH) // BLOCK].append(index)
     if not ok:

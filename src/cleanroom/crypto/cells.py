@@ -71,15 +71,15 @@ class CellCipher:
 
     def encrypt_many(self, values: Sequence[bytes]) -> list[bytes]:
         """Cells for many plaintexts, batched (much faster than a loop of :meth:`encrypt`)."""
-        for value in values:
-            if not isinstance(value, bytes | bytearray | memoryview):
-                raise TypeError("CellCipher encrypts bytes; normalize typed values first")
-        data = [bytes(value) for value in values]
+        data = list(values)
+        for index, value in enumerate(data):
+            if type(value) is not bytes:
+                if not isinstance(value, bytes | bytearray | memoryview):
+                    raise TypeError("CellCipher encrypts bytes; normalize typed values first")
+                data[index] = bytes(value)
         if self.encryption_type is EncryptionType.DETERMINISTIC:
-            ivs = _hazmat.synthetic_ivs(self._keys, data)
-        else:
-            ivs = _hazmat.random_ivs(len(data))
-        return _hazmat.encrypt_cells(self._keys, data, ivs)
+            return _hazmat.encrypt_cells(self._keys, data, _hazmat.SYNTHETIC_IVS)
+        return _hazmat.encrypt_cells(self._keys, data, _hazmat.RANDOM_IVS)
 
     def decrypt_many(self, cells: Sequence[bytes]) -> list[bytes]:
         """Plaintexts of many cells, batched; raises if any one of them is bad."""
