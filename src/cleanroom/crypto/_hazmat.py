@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn
@@ -88,12 +87,6 @@ def derive_keys(cek: bytes) -> DerivedKeys:
 
 def _keyed_hmac(key: bytes) -> crypto_hmac.HMAC:
     return crypto_hmac.HMAC(key, hashes.SHA256())
-
-
-def _mac(base: crypto_hmac.HMAC, message: bytes) -> bytes:
-    state = base.copy()
-    state.update(message)
-    return state.finalize()
 
 
 RANDOM_IVS: Final = "random"
@@ -208,41 +201,61 @@ def decrypt_cells(keys: DerivedKeys, cells: Sequence[bytes]) -> list[bytes] | No
     error can only come from a cell that the key holder itself produced wrongly; callers
     turn ``None`` into one fixed error, so nothing tells one failure from another.
     """
-    mac = _keyed_hmac(keys.mac_key)
-    ok = True
-    groups: dict[int, list[int]] = defaultdict(list)
-    for index, cell in enumerate(cells):
-        size = len(cell)
-        if size < MIN_CELL_LENGTH or (size - HEADER_LENGTH) % BLOCK or cell[0] != VERSION:
-            ok = False
-            continue
-        expected = _mac(mac, _VERSION_BYTE + cell[1 + TAG_LENGTH :] + _VERSION_BYTE)
-        ok &= hmac.compare_digest(expected, cell[1 : HEADER_LENGTH - BLOCK])
-        groups[(size - HEADER_LENGTH) // BLOCK].append(index)
-    if not ok:
+    lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+    if bool(np.any((lengths < MIN_CELL_LENGTH) | ((lengths - HEADER_LENGTH) % BLOCK != 0))):
         return None
-    out: list[bytes] = [b""] * len(cells)
     decryptor = Cipher(algorithms.AES(keys.enc_key), modes.ECB()).decryptor()  # noqa: S305 — CBC built by hand
-    positions = np.arange(BLOCK, dtype=np.int16)
-    for blocks, indices in groups.items():
+    copy_mac = _keyed_hmac(keys.mac_key).copy
+    out: list[bytes] = [b""] * len(cells)
+    for length, indices in _groups_by_length(cells):
         for start in range(0, len(indices), CHUNK):
             chunk = indices[start : start + CHUNK]
-            n = len(chunk)
-            raw = b"".join(cells[i][1 + TAG_LENGTH :] for i in chunk)
-            body = np.frombuffer(raw, dtype=np.uint8).reshape(n, blocks + 1, BLOCK)
-            decrypted = decryptor.update(body[:, 1:, :].tobytes())
-            plain = np.bitwise_xor(
-                np.frombuffer(decrypted, dtype=np.uint8).reshape(n, blocks, BLOCK), body[:, :-1, :]
-            )
-            last = plain[:, -1, :]
-            pad = last[:, -1].astype(np.int16)
-            in_pad = positions[None, :] >= (BLOCK - pad)[:, None]
-            valid = (pad >= 1) & (pad <= BLOCK) & np.all(~in_pad | (last == pad[:, None]), axis=1)
-            if not bool(np.all(valid)):
+            plain = _decrypt_equal_length(decryptor, copy_mac, [cells[i] for i in chunk], length)
+            if plain is None:
                 return None
-            flat = plain.tobytes()
-            width = blocks * BLOCK
-            for k, index in enumerate(chunk):
-                end = (k + 1) * width - int(pad[k])
-                out[index] = flat[k * width : end]
+            for index, value in zip(chunk, plain, strict=True):
+                out[index] = value
     return out
+
+
+_POSITIONS = np.arange(BLOCK, dtype=np.int16)
+
+
+def _decrypt_equal_length(
+    decryptor: Any, copy_mac: Any, batch: list[bytes], length: int
+) -> list[bytes] | None:
+    n = len(batch)
+    blocks = (length - HEADER_LENGTH) // BLOCK
+    cells = np.frombuffer(b"".join(batch), dtype=np.uint8).reshape(n, length)
+    # MAC input per cell: 0x01 ‖ IV ‖ ciphertext ‖ 0x01.
+    message = np.empty((n, length - 1 - TAG_LENGTH + 2), dtype=np.uint8)
+    message[:, 0] = VERSION
+    message[:, -1] = VERSION
+    message[:, 1:-1] = cells[:, 1 + TAG_LENGTH :]
+    flat = message.tobytes()
+    step = message.shape[1]
+    tags: list[bytes] = []
+    append = tags.append
+    for offset in range(0, n * step, step):
+        state = copy_mac()
+        state.update(flat[offset : offset + step])
+        append(state.finalize())
+    # One constant-time comparison over the whole batch: all 32 bytes of every tag.
+    tags_ok = hmac.compare_digest(b"".join(tags), cells[:, 1 : 1 + TAG_LENGTH].tobytes())
+    if not (tags_ok and bool(np.all(cells[:, 0] == VERSION))):
+        return None
+    body = cells[:, 1 + TAG_LENGTH :].reshape(n, blocks + 1, BLOCK)
+    decrypted = decryptor.update(body[:, 1:, :].tobytes())
+    plain = np.bitwise_xor(
+        np.frombuffer(decrypted, dtype=np.uint8).reshape(n, blocks, BLOCK), body[:, :-1, :]
+    )
+    last = plain[:, -1, :]
+    pad = last[:, -1].astype(np.int16)
+    in_pad = _POSITIONS[None, :] >= (BLOCK - pad)[:, None]
+    valid = (pad >= 1) & (pad <= BLOCK) & np.all(~in_pad | (last == pad[:, None]), axis=1)
+    if not bool(np.all(valid)):
+        return None
+    packed = plain.tobytes()
+    width = blocks * BLOCK
+    ends = (np.arange(1, n + 1) * width - pad).tolist()
+    return [packed[k * width : end] for k, end in enumerate(ends)]
