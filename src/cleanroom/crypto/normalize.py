@@ -364,10 +364,19 @@ def _as_float(t: SqlType, value: object) -> float:
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real | decimal.Decimal):
         raise _wrong_type(t, "float", value)
+    # Errors are raised after the except clauses so no original exception (which may
+    # carry the value) is chained to ours; the same pattern recurs below.
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:
-        raise _error(t, "out of range") from None
+        problem = "out of range"
+    except ValueError:  # a signalling NaN
+        problem = "NaN and infinities cannot be stored"
+    else:
+        if not math.isinf(number) or not isinstance(value, decimal.Decimal):
+            return number
+        problem = "NaN and infinities cannot be stored" if value.is_infinite() else "out of range"
+    raise _error(t, problem)
 
 
 def _float_codec(t: SqlType, layout: struct.Struct) -> _Codec:
@@ -381,7 +390,8 @@ def _float_codec(t: SqlType, layout: struct.Struct) -> _Codec:
         try:
             return pack(number)
         except OverflowError:
-            raise _error(t, "out of range") from None
+            pass
+        raise _error(t, "out of range")
 
     def decode(data: bytes) -> float:
         if len(data) != size:
@@ -402,11 +412,12 @@ def _as_decimal(t: SqlType, value: object) -> decimal.Decimal:
     if isinstance(value, decimal.Decimal):
         number = value
     elif isinstance(value, float):
-        number = decimal.Decimal(repr(value))
+        # float.__repr__, not repr(): a NumPy float's repr is "np.float64(…)".
+        number = decimal.Decimal(float.__repr__(value))
     elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
         number = decimal.Decimal(int(value))
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = decimal.Decimal(repr(float(value)))
+        number = decimal.Decimal(float.__repr__(float(value)))
     else:
         raise _wrong_type(t, "Decimal", value)
     if not number.is_finite():
@@ -423,7 +434,8 @@ def _unscaled(t: SqlType, number: decimal.Decimal, scale: int, integer_digits: i
         rounded = number.quantize(_QUANTUM[scale], context=_DECIMAL_CONTEXT)
         return int(rounded.scaleb(scale, context=_DECIMAL_CONTEXT))
     except decimal.DecimalException:  # pragma: no cover - excluded by the digit check above
-        raise _error(t, "cannot be rescaled to the type") from None
+        pass
+    raise _error(t, "cannot be rescaled to the type")  # pragma: no cover
 
 
 def _decimal_codec(t: SqlType) -> _Codec:
@@ -599,7 +611,9 @@ def _datetimeoffset_codec(t: SqlType) -> _Codec:
         try:
             utc = value.replace(tzinfo=None) - offset
         except OverflowError:
-            raise _error(t, "the UTC instant is out of range") from None
+            utc = None
+        if utc is None:
+            raise _error(t, "the UTC instant is out of range")
         return _encode_datetime2(t, utc, unit) + pack(minutes)
 
     def decode(data: bytes) -> datetime.datetime:
@@ -611,7 +625,9 @@ def _datetimeoffset_codec(t: SqlType) -> _Codec:
         try:
             local = utc + datetime.timedelta(minutes=minutes)
         except OverflowError:
-            raise _error(t, "stored local time out of range") from None
+            local = None
+        if local is None:
+            raise _error(t, "stored local time out of range")
         return local.replace(tzinfo=_fixed_zone(minutes))
 
     return _Codec(encode, decode)
@@ -730,7 +746,9 @@ def _string_codec(t: SqlType) -> _Codec:
         try:
             data = value.encode(encoding)
         except UnicodeEncodeError:
-            raise _error(t, "the string contains an unpaired surrogate") from None
+            data = None
+        if data is None:
+            raise _error(t, "the string contains an unpaired surrogate")
         if len(data) > limit * unit:
             raise _error(t, too_long)
         return data
@@ -744,7 +762,9 @@ def _string_codec(t: SqlType) -> _Codec:
         try:
             text = data.decode(encoding)
         except UnicodeDecodeError:
-            raise _error(t, f"stored value is not valid {encoding.upper()}") from None
+            text = None
+        if text is None:
+            raise _error(t, f"stored value is not valid {encoding.upper()}")
         return text + " " * (limit - units) if pad else text
 
     return _Codec(encode, decode)
