@@ -6,6 +6,9 @@ on the token. Only the public key (modulus and exponent) is ever read out. The k
 the key's ``CKA_LABEL`` (lower-cased letters, digits, ``.``, ``_``, ``-``; also its
 ``CKA_ID``).
 
+The module is loaded by its real path (symbolic links resolved), once per process; code
+that loads the same module under another path in the same process cannot share it.
+
 A PKCS#11 login belongs to the whole process, not to one session, so stores opened on the
 same token in one process share one logged-in session; a second store must present the
 same PIN (compared in constant time) or it is refused.
