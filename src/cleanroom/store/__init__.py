@@ -23,7 +23,7 @@ from cleanroom.store._store import (
 )
 from cleanroom.store._types import SUPPORTED_TYPES, ColumnType
 from cleanroom.store.medical_record import MEDICAL_RECORD_TABLE, medical_record_schema
-from cleanroom.store.schema import ColumnSpec, DatasetSchema, EncryptionKind
+from cleanroom.store.schema import ColumnSpec, DatasetSchema, EncryptionKind, check_identifier
 
 __all__ = [
     "CELL_ALGORITHM",
@@ -43,6 +43,7 @@ __all__ = [
     "EncryptedColumnInfo",
     "EncryptionKind",
     "Store",
+    "check_identifier",
     "default_url",
     "medical_record_schema",
     "open_store",

@@ -19,12 +19,15 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-import re
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+
+from cleanroom.crypto.sqltypes import SqlType
+from cleanroom.errors import NormalizationError
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "tinyint": (0, 255),
@@ -34,17 +37,24 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 }
 _STRING_TYPES = frozenset({"char", "varchar", "nchar", "nvarchar"})
 _BINARY_TYPES = frozenset({"binary", "varbinary"})
-_TIME_TYPES = frozenset({"time", "datetime2", "datetimeoffset"})
+_DATETIME_TYPES = frozenset({"datetime2", "datetime", "smalldatetime"})
 _DECIMAL_TYPES = frozenset({"decimal", "numeric"})
-_SIMPLE = frozenset({"bit", "real", "float", "money", "date", "uniqueidentifier", *_INT_RANGES})
+_MONEY_RANGES: dict[str, tuple[int, int]] = {
+    "money": (-(2**63), 2**63 - 1),
+    "smallmoney": (-(2**31), 2**31 - 1),
+}
+#: Every SQL type a dataset column may have (what Always Encrypted can encrypt).
 SUPPORTED_TYPES: frozenset[str] = frozenset(
-    _SIMPLE | _STRING_TYPES | _BINARY_TYPES | _TIME_TYPES | _DECIMAL_TYPES
+    {"bit", "real", "float", "date", "time", "datetimeoffset", "uniqueidentifier"}
+    | _INT_RANGES.keys()
+    | _STRING_TYPES
+    | _BINARY_TYPES
+    | _DATETIME_TYPES
+    | _DECIMAL_TYPES
+    | _MONEY_RANGES.keys()
 )
 _MONEY_UNITS = 10**4
-_MONEY_RANGE = (-(2**63), 2**63 - 1)
 _FLOAT32_MAX = 3.4028234663852886e38
-
-_TYPE_RE = re.compile(r"^\s*([a-z0-9]+)\s*(?:\(\s*([^)]*?)\s*\))?\s*$")
 _TRUE = frozenset({"1", "true", "t", "yes", "y"})
 _FALSE = frozenset({"0", "false", "f", "no", "n"})
 
@@ -60,74 +70,36 @@ def _is_missing(value: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ColumnType:
-    """A parsed SQL Server column type.
+    """A dataset column's SQL Server type: the crypto :class:`SqlType` plus coercion.
 
-    ``length`` is the declared length of char/binary types (``None`` for ``max``),
-    ``precision``/``scale`` are those of decimal/numeric, ``scale`` is also the
-    fractional-second digits of time/datetime2/datetimeoffset.
+    ``sql_type`` decides normalization (and so the cell bytes); this class adds what an
+    import needs on top: turning text and pandas values into that type's Python value, and
+    the SQLAlchemy type that holds a plaintext column.
     """
 
-    name: str
-    length: int | None = None
-    precision: int | None = None
-    scale: int | None = None
+    sql_type: SqlType
 
     @classmethod
     def parse(cls, text: str) -> ColumnType:
-        """Parse ``text`` (case-insensitive) or raise :class:`ValueError`."""
-        match = _TYPE_RE.match(text.lower())
-        if match is None:
-            raise ValueError(f"malformed SQL type {text!r}")
-        name, raw = match.group(1), match.group(2)
-        if name not in SUPPORTED_TYPES:
-            raise ValueError(f"unsupported SQL type {name!r}")
-        args = [a.strip() for a in raw.split(",")] if raw else []
-        if name in _STRING_TYPES or name in _BINARY_TYPES:
-            return cls._parse_length(name, args)
-        if name in _DECIMAL_TYPES:
-            precision = int(args[0]) if args else 18
-            scale = int(args[1]) if len(args) > 1 else 0
-            if len(args) > 2 or not 1 <= precision <= 38 or not 0 <= scale <= precision:
-                raise ValueError(f"bad precision/scale in {text!r}")
-            return cls(name, precision=precision, scale=scale)
-        if name in _TIME_TYPES:
-            scale = int(args[0]) if args else 7
-            if len(args) > 1 or not 0 <= scale <= 7:
-                raise ValueError(f"bad fractional-second scale in {text!r}")
-            return cls(name, scale=scale)
-        if name == "float" and args:
-            bits = int(args[0])
-            if not 1 <= bits <= 53:
-                raise ValueError(f"bad float precision in {text!r}")
-            return cls("real") if bits <= 24 else cls("float")
-        if args:
-            raise ValueError(f"SQL type {name!r} takes no arguments")
-        return cls(name)
+        """Parse ``text`` (case-insensitive, SQL Server spelling) or raise :class:`ValueError`."""
+        try:
+            return cls(SqlType.parse(text))
+        except NormalizationError as error:
+            raise ValueError(str(error)) from None
 
-    @classmethod
-    def _parse_length(cls, name: str, args: list[str]) -> ColumnType:
-        if not args:
-            return cls(name, length=1)
-        if len(args) != 1:
-            raise ValueError(f"SQL type {name!r} takes one length")
-        if args[0] == "max":
-            if not name.startswith(("var", "nvar")):
-                raise ValueError(f"{name}(max) is not a SQL type")
-            return cls(name, length=None)
-        length = int(args[0])
-        limit = 4000 if name.startswith("n") else 8000
-        if not 1 <= length <= limit:
-            raise ValueError(f"bad length for {name}")
-        return cls(name, length=length)
+    @property
+    def name(self) -> str:
+        """The canonical type name (``"decimal"``, ``"nvarchar"``…)."""
+        return self.sql_type.name
+
+    @property
+    def length(self) -> int | None:
+        """Declared length of char/binary types; ``None`` for ``(max)`` and other types."""
+        length = self.sql_type.length
+        return length if isinstance(length, int) else None
 
     def __str__(self) -> str:
-        if self.name in _STRING_TYPES or self.name in _BINARY_TYPES:
-            return f"{self.name}({'max' if self.length is None else self.length})"
-        if self.name in _DECIMAL_TYPES:
-            return f"{self.name}({self.precision},{self.scale})"
-        if self.name in _TIME_TYPES:
-            return f"{self.name}({self.scale})"
-        return self.name
+        return str(self.sql_type)
 
     @property
     def is_integer(self) -> bool:
@@ -158,6 +130,23 @@ class ColumnType:
             # The original exception may quote the value (``int("x7")`` does): drop it.
             raise ValueError(f"not a valid {self}") from None
 
+    def coerce_many(self, values: Sequence[Any]) -> list[Any]:
+        """:meth:`coerce` a whole column, with fast paths for CSV integers and bits.
+
+        Raises :class:`ValueError` (without the value) if any one value is invalid; call
+        :meth:`coerce` per value to find which.
+        """
+        name = self.name
+        if name in _INT_RANGES:
+            low, high = _INT_RANGES[name]
+            return [_fast_int(v, low, high, self.coerce) for v in values]
+        if name == "bit":
+            return [
+                _BIT_TEXT[v] if type(v) is str and v in _BIT_TEXT else self.coerce(v)
+                for v in values
+            ]
+        return [self.coerce(v) for v in values]
+
     def _coerce(self, value: Any) -> Any:
         name = self.name
         if name == "bit":
@@ -175,11 +164,11 @@ class ColumnType:
             if not math.isfinite(real) or (name == "real" and abs(real) > _FLOAT32_MAX):
                 raise ValueError("not finite")
             return real
-        if name in _DECIMAL_TYPES or name == "money":
+        if name in _DECIMAL_TYPES or name in _MONEY_RANGES:
             return self._to_decimal(value)
         if name == "date":
             return _to_date(value)
-        if name in _TIME_TYPES:
+        if name == "time" or name == "datetimeoffset" or name in _DATETIME_TYPES:
             return self._to_temporal(value)
         if name == "uniqueidentifier":
             return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
@@ -193,20 +182,20 @@ class ColumnType:
         number = decimal.Decimal(str(value) if isinstance(value, float) else value)
         if not number.is_finite():
             raise ValueError("not finite")
-        if self.name == "money":
+        if self.name in _MONEY_RANGES:
+            low, high = _MONEY_RANGES[self.name]
             units = number * _MONEY_UNITS
-            if units != units.to_integral_value() or not (
-                _MONEY_RANGE[0] <= units <= _MONEY_RANGE[1]
-            ):
+            if units != units.to_integral_value() or not low <= units <= high:
                 raise ValueError("out of range")
             return number
-        assert self.precision is not None
-        assert self.scale is not None
-        quantum = decimal.Decimal(1).scaleb(-self.scale)
+        precision, scale = self.sql_type.precision, self.sql_type.scale
+        assert precision is not None
+        assert scale is not None
+        quantum = decimal.Decimal(1).scaleb(-scale)
         with decimal.localcontext() as ctx:
-            ctx.prec = 60
+            ctx.prec = 80
             rounded = number.quantize(quantum, rounding=decimal.ROUND_HALF_UP)
-        if rounded.adjusted() >= self.precision - self.scale and rounded != 0:
+        if rounded != 0 and rounded.adjusted() >= precision - scale:
             raise ValueError("too many digits")
         return rounded
 
@@ -223,9 +212,9 @@ class ColumnType:
             parsed = value.to_pydatetime()
         else:
             raise TypeError
-        if self.name == "datetime2":
+        if self.name in _DATETIME_TYPES:
             if parsed.tzinfo is not None:
-                raise ValueError("datetime2 takes no time zone")
+                raise ValueError("takes no time zone")
             return parsed
         if parsed.tzinfo is None:
             raise ValueError("datetimeoffset needs a time zone")
@@ -269,6 +258,9 @@ class ColumnType:
             "real": sa.Float(precision=24),
             "float": sa.Float(precision=53),
             "money": sa.Numeric(19, 4, asdecimal=True),
+            "smallmoney": sa.Numeric(10, 4, asdecimal=True),
+            "datetime": sa.DateTime(),
+            "smalldatetime": sa.DateTime(),
             "date": sa.Date(),
             "time": sa.Time(),
             "datetime2": sa.DateTime(),
@@ -278,10 +270,24 @@ class ColumnType:
         if name in mapping:
             return mapping[name]
         if name in _DECIMAL_TYPES:
-            return sa.Numeric(self.precision, self.scale, asdecimal=True)
+            return sa.Numeric(self.sql_type.precision, self.sql_type.scale, asdecimal=True)
         if name in _BINARY_TYPES:
             return sa.LargeBinary(self.length)
         return sa.Unicode(self.length) if self.length is not None else sa.UnicodeText()
+
+
+_BIT_TEXT: dict[object, bool | None] = {"0": False, "1": True, "": None}
+
+
+def _fast_int(value: Any, low: int, high: int, slow: Callable[[Any], Any]) -> Any:
+    if type(value) is str and value.isdigit():  # ASCII/Unicode digits only, no sign
+        number = int(value)
+        if low <= number <= high:
+            return number
+        raise ValueError("out of range")
+    if type(value) is int and low <= value <= high:
+        return value
+    return slow(value)
 
 
 def _to_bit(value: Any) -> bool:

@@ -111,6 +111,26 @@ class ColumnSpec:
             raise ValueError("above the maximum")
         return result
 
+    def coerce_many(self, values: Sequence[Any]) -> list[Any]:
+        """:meth:`coerce` a whole column; on a bad value raise :class:`ValueError`.
+
+        The error does not say which value; call :meth:`coerce` per value to find it.
+        """
+        result = self.column_type.coerce_many(values)
+        if not self.nullable and None in result:
+            raise ValueError("a value is required")
+        if self.categories is not None:
+            allowed = set(self.categories)
+            allowed.add(None)
+            if not all(v in allowed for v in result):
+                raise ValueError("not one of the allowed categories")
+        low, high = self.minimum, self.maximum
+        if low is not None and any(v is not None and v < low for v in result):
+            raise ValueError("below the minimum")
+        if high is not None and any(v is not None and v > high for v in result):
+            raise ValueError("above the maximum")
+        return result
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of this column (defaults left out)."""
         out: dict[str, Any] = {"name": self.name, "type": self.sql_type}

@@ -1,0 +1,12 @@
+"""The party's client: transparent column encryption for one data owner.
+
+:class:`PartyClient` creates the party's keys (a column master key in its key store, a
+column encryption key wrapped by it), creates its encrypted table from a schema, imports a
+CSV file or a DataFrame (validated first, encrypted in batches, one transaction), and reads
+rows back decrypted — searching deterministic columns by encrypted equality. The store it
+talks to sees only wrapped keys and cells. See ``docs/store.md``.
+"""
+
+from cleanroom.client._client import DEFAULT_BATCH_SIZE, PartyClient, PartyKeys, ProgressCallback
+
+__all__ = ["DEFAULT_BATCH_SIZE", "PartyClient", "PartyKeys", "ProgressCallback"]

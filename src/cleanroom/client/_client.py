@@ -1,0 +1,348 @@
+"""The party's client: keys, tables, encrypted import, decrypted reads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cleanroom.client import _ingest
+from cleanroom.crypto.cells import CellCipher, EncryptionType
+from cleanroom.crypto.keys import ColumnEncryptionKey
+from cleanroom.crypto.normalize import denormalize_many, normalize
+from cleanroom.crypto.wrapping import (
+    WrappedKey,
+    sign_cmk_metadata,
+    unwrap_any,
+    wrap_cek,
+)
+from cleanroom.errors import ConfigurationError, NormalizationError, SchemaError, StorageError
+from cleanroom.keystores import KeyStore
+from cleanroom.store import (
+    MEDICAL_RECORD_TABLE,
+    ColumnEncryptionKeyValue,
+    ColumnMasterKeyInfo,
+    ColumnSpec,
+    DatasetInfo,
+    DatasetSchema,
+    Store,
+    check_identifier,
+    medical_record_schema,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_log = logging.getLogger("cleanroom.client")
+
+#: ``progress(rows_written, rows_total)``, called after each batch is written.
+ProgressCallback = Callable[[int, int], None]
+
+DEFAULT_BATCH_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class PartyKeys:
+    """The names of a party's column master key (and its key path) and column encryption key."""
+
+    column_master_key: str
+    key_path: str
+    column_encryption_key: str
+    allow_enclave_computations: bool
+
+
+class PartyClient:
+    """A data owner's driver: it encrypts before the store sees a value and decrypts after.
+
+    ``PartyClient(store, key_store, party="hospital_a")`` — the key store holds the party's
+    column master key; the store holds only that key's metadata, the column encryption
+    key wrapped by it, and cells. Column encryption keys live unwrapped only in this
+    object's memory.
+
+    Typical use::
+
+        client.create_keys()                     # CMK in the key store, wrapped CEK in the store
+        client.create_dataset()                  # the built-in MedicalRecord table
+        client.import_csv("hospital_a.csv")      # validated, encrypted, one transaction
+        client.read(limit=5)                     # decrypted with the party's own keys
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        key_store: KeyStore,
+        *,
+        party: str,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self._party = check_identifier(party, "a party name")
+        if batch_size < 1:
+            raise ConfigurationError("batch_size must be at least 1")
+        self._store = store
+        self._key_store = key_store
+        self._batch_size = batch_size
+        self._ceks: dict[str, ColumnEncryptionKey] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def party(self) -> str:
+        """The party this client acts for."""
+        return self._party
+
+    @property
+    def store(self) -> Store:
+        """The store this client writes to."""
+        return self._store
+
+    @property
+    def default_cmk_name(self) -> str:
+        """``CMK_<party>``: the name of the party's column master key in the store."""
+        return f"CMK_{self._party}"
+
+    @property
+    def default_cek_name(self) -> str:
+        """``CEK_<party>``: the name of the party's column encryption key."""
+        return f"CEK_{self._party}"
+
+    def __repr__(self) -> str:
+        return f"PartyClient(party={self._party!r}, store={self._store!r})"
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def create_keys(
+        self,
+        *,
+        cmk_name: str | None = None,
+        cek_name: str | None = None,
+        allow_enclave_computations: bool = True,
+    ) -> PartyKeys:
+        """Create a CMK in the key store and a fresh CEK wrapped by it; register both.
+
+        With ``allow_enclave_computations`` (the default: the clean room computes in an
+        enclave) the CMK metadata is signed by the CMK, as SQL Server's
+        ``ENCLAVE_COMPUTATIONS (SIGNATURE = …)``.
+        """
+        cmk = cmk_name or self.default_cmk_name
+        cek_label = cek_name or self.default_cek_name
+        check_identifier(cmk, "a column master key name")
+        check_identifier(cek_label, "a column encryption key name")
+        key_path = self._key_store.create_master_key(cmk.lower())
+        signature = (
+            sign_cmk_metadata(self._key_store, key_path, allow_enclave_computations=True)
+            if allow_enclave_computations
+            else None
+        )
+        self._store.add_column_master_key(
+            ColumnMasterKeyInfo(
+                name=cmk,
+                key_store_provider_name=self._key_store.provider_name,
+                key_path=key_path,
+                allow_enclave_computations=allow_enclave_computations,
+                signature=signature,
+            )
+        )
+        cek = ColumnEncryptionKey.generate()
+        blob = wrap_cek(cek, self._key_store, key_path)
+        self._store.add_column_encryption_key(cek_label, [ColumnEncryptionKeyValue(cmk, blob)])
+        with self._lock:
+            self._ceks[cek_label] = cek
+        _log.info("party %s created keys %s / %s", self._party, cmk, cek_label)
+        return PartyKeys(cmk, key_path, cek_label, allow_enclave_computations)
+
+    def column_encryption_key(self, name: str) -> ColumnEncryptionKey:
+        """Unwrap the CEK ``name`` with this party's key store (tries each wrapped value)."""
+        with self._lock:
+            cached = self._ceks.get(name)
+        if cached is not None:
+            return cached
+        info = self._store.column_encryption_key(name)
+        wrapped = []
+        for value in info.values:
+            cmk = self._store.column_master_key(value.column_master_key_name)
+            wrapped.append(
+                WrappedKey(
+                    encrypted_value=value.encrypted_value,
+                    provider_name=cmk.key_store_provider_name,
+                    key_path=cmk.key_path,
+                    algorithm=value.encryption_algorithm_name,
+                )
+            )
+        cek = unwrap_any(wrapped, {self._key_store.provider_name: self._key_store})
+        with self._lock:
+            self._ceks[name] = cek
+        return cek
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def create_dataset(self, schema: DatasetSchema | None = None) -> DatasetInfo:
+        """Create this party's table for ``schema`` (default: the built-in MedicalRecord).
+
+        Encrypted columns without a CEK use the party's default CEK, which must exist
+        (see :meth:`create_keys`) and must unwrap with this client's key store.
+        """
+        resolved = (schema or medical_record_schema()).with_default_cek(self.default_cek_name)
+        for cek in sorted({c.cek for c in resolved.columns if c.encrypted and c.cek}):
+            self.column_encryption_key(cek)  # fail now if the keys are not ours
+        return self._store.create_dataset(self._party, resolved)
+
+    def dataset(self, name: str = MEDICAL_RECORD_TABLE) -> DatasetInfo:
+        """This party's dataset ``name``."""
+        return self._store.dataset(self._party, name)
+
+    # -- import ---------------------------------------------------------------------------
+
+    def import_csv(
+        self,
+        path: str | Path,
+        *,
+        dataset: str = MEDICAL_RECORD_TABLE,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Validate, encrypt and load a CSV file (header = column names); return the row count.
+
+        The whole file is validated first: a bad value raises
+        :class:`~cleanroom.errors.SchemaError` naming its line and column (never the value
+        of an encrypted column), and nothing is written. The load is one transaction.
+        """
+        info = self.dataset(dataset)
+        return self._load(info, _ingest.read_csv(path, info.schema), progress)
+
+    def import_dataframe(
+        self,
+        frame: pd.DataFrame,
+        *,
+        dataset: str = MEDICAL_RECORD_TABLE,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Like :meth:`import_csv`, for a pandas DataFrame (errors name the row position)."""
+        info = self.dataset(dataset)
+        return self._load(info, _ingest.read_dataframe(frame, info.schema), progress)
+
+    def import_records(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        dataset: str = MEDICAL_RECORD_TABLE,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Like :meth:`import_csv`, for a sequence of ``{column: value}`` mappings."""
+        info = self.dataset(dataset)
+        return self._load(info, _ingest.read_records(records, info.schema), progress)
+
+    def _load(
+        self, info: DatasetInfo, data: _ingest.Columns, progress: ProgressCallback | None
+    ) -> int:
+        ciphers = {spec.name: self._cipher(spec) for spec in info.schema.columns if spec.encrypted}
+        total = data.rows
+        size = self._batch_size
+
+        def batches() -> Iterator[dict[str, list[Any]]]:
+            for start in range(0, total, size):
+                stop = min(start + size, total)
+                batch: dict[str, list[Any]] = {}
+                for name, values in data.values.items():
+                    chunk = values[start:stop]
+                    cipher = ciphers.get(name)
+                    batch[name] = chunk if cipher is None else _encrypt_column(cipher, chunk)
+                yield batch
+                if progress is not None:
+                    progress(stop, total)
+
+        written = self._store.load(info, batches())
+        _log.info("party %s imported %d rows into %s", self._party, written, info.name)
+        return written
+
+    def _cipher(self, spec: ColumnSpec) -> CellCipher:
+        if spec.cek is None:
+            raise SchemaError(f"encrypted column {spec.name!r} names no column encryption key")
+        return CellCipher(
+            self.column_encryption_key(spec.cek), EncryptionType.parse(spec.encryption)
+        )
+
+    # -- read -----------------------------------------------------------------------------
+
+    def read(
+        self,
+        dataset: str = MEDICAL_RECORD_TABLE,
+        *,
+        where: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Rows of this party's dataset, decrypted, in load order.
+
+        ``where`` maps column names to *plaintext* values for an equality search. On an
+        encrypted column the value is encrypted here (the column must be deterministic)
+        and the store compares ciphertext, as SQL Server does without an enclave.
+        """
+        info = self.dataset(dataset)
+        stored_where = {
+            name: self._search_value(info.schema.column(name), value)
+            for name, value in (where or {}).items()
+        }
+        rows = self._store.rows(info, where=stored_where, limit=limit, offset=offset)
+        return self._decrypt_rows(info.schema, rows)
+
+    def read_dataframe(
+        self,
+        dataset: str = MEDICAL_RECORD_TABLE,
+        *,
+        where: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """:meth:`read` as a DataFrame with the schema's columns."""
+        import pandas as pd
+
+        info = self.dataset(dataset)
+        rows = self.read(dataset, where=where, limit=limit)
+        return pd.DataFrame(rows, columns=list(info.schema.column_names))
+
+    def _search_value(self, spec: ColumnSpec, value: Any) -> Any:
+        try:
+            typed = spec.column_type.coerce(value)
+        except ValueError as error:
+            raise SchemaError(f"search on column {spec.name!r}: {error}") from None
+        if typed is None or not spec.encrypted:
+            return typed
+        if spec.encryption != "deterministic":
+            raise StorageError(
+                f"column {spec.name!r} is randomized: equality needs deterministic encryption"
+            )
+        try:
+            data = normalize(typed, spec.column_type.sql_type)
+        except NormalizationError as error:
+            raise SchemaError(f"search on column {spec.name!r}: {error}") from None
+        return self._cipher(spec).encrypt(data)
+
+    def _decrypt_rows(
+        self, schema: DatasetSchema, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        for spec in schema.columns:
+            if not spec.encrypted:
+                continue
+            present = [i for i, row in enumerate(rows) if row[spec.name] is not None]
+            if not present:
+                continue
+            cipher = self._cipher(spec)
+            plain = cipher.decrypt_many([rows[i][spec.name] for i in present])
+            values = denormalize_many(plain, spec.column_type.sql_type)
+            for index, value in zip(present, values, strict=True):
+                rows[index][spec.name] = value
+        return rows
+
+
+def _encrypt_column(cipher: CellCipher, values: list[bytes | None]) -> list[bytes | None]:
+    present = [i for i, v in enumerate(values) if v is not None]
+    if len(present) == len(values):
+        return list(cipher.encrypt_many(values))  # type: ignore[arg-type]  # no None here
+    out: list[bytes | None] = [None] * len(values)
+    cells = cipher.encrypt_many([values[i] for i in present])  # type: ignore[misc]
+    for index, cell in zip(present, cells, strict=True):
+        out[index] = cell
+    return out
+
+
+__all__ = ["DEFAULT_BATCH_SIZE", "PartyClient", "PartyKeys", "ProgressCallback"]
