@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import struct
 import uuid
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -762,3 +764,11 @@ def test_many_resolves_the_type_once(monkeypatch: pytest.MonkeyPatch) -> None:
     normalize_many(list(range(100)), "decimal(10,2)")
     denormalize_many([q(1)] * 100, "int")
     assert calls == ["decimal(10,2)", "int"]
+
+
+def test_docs_examples_run() -> None:
+    doc = Path(__file__).resolve().parents[3] / "docs" / "normalization.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.DOTALL)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), {})  # noqa: S102 - our own documentation
