@@ -11,7 +11,7 @@ from cleanroom.keystores.base import check_key_size
 
 
 def test_public_surface_is_pinned() -> None:
-    assert sorted(cleanroom.keystores.__all__) == [
+    assert cleanroom.keystores.__all__ == [
         "MIN_RSA_KEY_SIZE",
         "MSSQL_CERTIFICATE_STORE",
         "RESERVED_PROVIDER_PREFIX",
