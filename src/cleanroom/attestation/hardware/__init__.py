@@ -14,6 +14,7 @@ from cleanroom.attestation.hardware._report import HardwareReport, HardwareVerif
 from cleanroom.attestation.hardware.amd_chain import (
     AMD_ARK_SPKI_SHA256,
     endorsement_key_tcb,
+    parse_snp_cert_table,
     verify_snp_report,
 )
 from cleanroom.attestation.hardware.dcap import (
@@ -37,6 +38,7 @@ __all__ = [
     "endorsement_key_tcb",
     "parse_quote",
     "parse_sgx_quote",
+    "parse_snp_cert_table",
     "parse_snp_report",
     "parse_tdx_quote",
     "verify_pcs_signed_json",

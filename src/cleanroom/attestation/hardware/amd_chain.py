@@ -13,7 +13,10 @@ is silenced for exactly that load, and the version is pinned by the lock file.
 
 from __future__ import annotations
 
+import struct
+import uuid
 import warnings
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +59,46 @@ _TCB_OIDS = {
 }
 _FMC_OID = f"{_AMD_OID}.3.9"
 _EK_COMMON_NAMES = {"VCEK": "SEV-VCEK", "VLEK": "SEV-VLEK"}
+
+#: GUIDs of the SEV-SNP certificate table (GHCB spec; configfs-tsm ``auxblob``).
+CERT_TABLE_GUIDS: dict[str, str] = {
+    "63da758d-e664-4564-adc5-f4b93be8accd": "vcek",
+    "a8074bc2-a25a-483e-aae6-39c045a0b8a1": "vlek",
+    "4ab7b379-bbac-4fe4-a02f-05aef327c782": "ask",
+    "c0b406a4-a803-4952-9743-3fb6014cd0ae": "ark",
+}
+_CERT_TABLE_ENTRY = 24
+
+
+def parse_snp_cert_table(table: bytes) -> dict[str, bytes]:
+    """Split a SEV-SNP certificate table (the configfs-tsm ``auxblob``) into DER certificates.
+
+    Layout: entries of ``GUID[16] (RFC 4122 byte order), u32 offset, u32 length``, ended by
+    an all-zero entry; offsets count from the start of the table and must point past the
+    entries. Known GUIDs map to ``"vcek"``, ``"vlek"``, ``"ask"``, ``"ark"``; any other
+    entry is returned under its GUID string. Raises EvidenceError on a malformed table.
+    """
+    data = as_bytes(table, "SEV-SNP certificate table")
+    entries: list[tuple[str, int, int]] = []
+    pos = 0
+    while True:
+        if pos + _CERT_TABLE_ENTRY > len(data):
+            raise EvidenceError("SEV-SNP certificate table has no terminating zero entry")
+        guid_bytes = data[pos : pos + 16]
+        offset, length = struct.unpack_from("<II", data, pos + 16)
+        pos += _CERT_TABLE_ENTRY
+        if offset == 0 and length == 0 and not any(guid_bytes):
+            break
+        entries.append((str(uuid.UUID(bytes=guid_bytes)), offset, length))
+    out: dict[str, bytes] = {}
+    for guid, offset, length in entries:
+        if offset < pos or offset + length > len(data):
+            raise EvidenceError("SEV-SNP certificate table entry points outside the table")
+        name = CERT_TABLE_GUIDS.get(guid, guid)
+        if name in out:
+            raise EvidenceError(f"SEV-SNP certificate table lists {name!r} twice")
+        out[name] = data[offset : offset + length]
+    return out
 
 
 def _load_certs(data: bytes, what: str) -> list[x509.Certificate]:
@@ -173,14 +216,15 @@ def verify_snp_report(
     report: bytes | HardwareReport,
     *,
     endorsement_key_cert: bytes,
-    cert_chain: bytes,
+    cert_chain: bytes | Sequence[bytes],
     now: datetime | None = None,
 ) -> HardwareVerification:
     """Verify a SEV-SNP report's signature and its chain to a pinned AMD ARK.
 
     ``endorsement_key_cert`` is the VCEK or VLEK certificate (DER or PEM);
-    ``cert_chain`` is PEM holding the ASK (for a VCEK) or ASVK (for a VLEK) and the ARK, in
-    any order (AMD KDS ``cert_chain``; the auxblob cert table gives the same certificates).
+    ``cert_chain`` holds the ASK (for a VCEK) or ASVK (for a VLEK) and the ARK, in any
+    order: PEM bytes (AMD KDS ``cert_chain``) or a sequence of DER/PEM certificates (for
+    example ``[table["ask"], table["ark"]]`` from :func:`parse_snp_cert_table`).
     ``now`` defaults to the wall clock; every certificate must be valid at that time.
 
     Checks, in order: the ARK's key is pinned and it signed itself; the ARK signed the
@@ -202,7 +246,7 @@ def _verify_snp_report(
     report: bytes | HardwareReport,
     *,
     endorsement_key_cert: bytes,
-    cert_chain: bytes,
+    cert_chain: bytes | Sequence[bytes],
     now: datetime | None,
     trusted_arks: dict[str, str],
 ) -> HardwareVerification:
@@ -211,7 +255,14 @@ def _verify_snp_report(
         raise EvidenceError("not a SEV-SNP report")
     at = resolve_now(now)
     ek = _load_certs(as_bytes(endorsement_key_cert, "VCEK/VLEK"), "VCEK/VLEK certificate")[0]
-    chain = _load_certs(as_bytes(cert_chain, "AMD certificate chain"), "AMD certificate chain")
+    if isinstance(cert_chain, bytes | bytearray | memoryview):
+        chain = _load_certs(bytes(cert_chain), "AMD certificate chain")
+    else:
+        chain = [
+            cert
+            for item in cert_chain
+            for cert in _load_certs(as_bytes(item, "AMD certificate"), "AMD certificate chain")
+        ]
 
     product, ark = _find_ark(chain, trusted_arks)
     _check_pss_signed(ark, ark, "ARK self-signature")
@@ -270,4 +321,10 @@ def _verify_snp_report(
     )
 
 
-__all__ = ["AMD_ARK_SPKI_SHA256", "endorsement_key_tcb", "verify_snp_report"]
+__all__ = [
+    "AMD_ARK_SPKI_SHA256",
+    "CERT_TABLE_GUIDS",
+    "endorsement_key_tcb",
+    "parse_snp_cert_table",
+    "verify_snp_report",
+]

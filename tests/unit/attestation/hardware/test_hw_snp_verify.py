@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ssl
+import struct
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from cleanroom.attestation.hardware import (
     AMD_ARK_SPKI_SHA256,
     endorsement_key_tcb,
+    parse_snp_cert_table,
     parse_snp_report,
     verify_snp_report,
 )
@@ -282,3 +285,64 @@ def test_report_claiming_vlek_with_a_vcek_certificate_is_refused() -> None:
     claims_vlek[0x48] |= 1 << 2  # SIGNING_KEY = VLEK
     with pytest.raises(EvidenceError, match="signed by a VLEK but the certificate is 'SEV-VCEK'"):
         verify_snp_report(bytes(claims_vlek), endorsement_key_cert=ek, cert_chain=chain, now=when)
+
+
+# The configfs-tsm auxblob certificate table.
+
+
+def _cert_table(entries: list[tuple[str, bytes]], *, terminate: bool = True) -> bytes:
+    header_size = 24 * (len(entries) + (1 if terminate else 0))
+    header, body = b"", b""
+    for guid, der in entries:
+        header += uuid.UUID(guid).bytes + struct.pack("<II", header_size + len(body), len(der))
+        body += der
+    return header + (bytes(24) if terminate else b"") + body
+
+
+def _ask_ark_der(chain_name: str) -> tuple[bytes, bytes]:
+    certs = x509.load_pem_x509_certificates((VECTORS / chain_name).read_bytes())
+    ark = next(c for c in certs if c.subject == c.issuer)
+    ask = next(c for c in certs if c.subject != c.issuer)
+    der = serialization.Encoding.DER
+    return ask.public_bytes(der), ark.public_bytes(der)
+
+
+def test_cert_table_feeds_verification() -> None:
+    report, vcek, _, when = material("trustee")
+    ask, ark = _ask_ark_der("amd-milan-ask-ark.pem")
+    table = _cert_table(
+        [
+            ("63da758d-e664-4564-adc5-f4b93be8accd", vcek),
+            ("4ab7b379-bbac-4fe4-a02f-05aef327c782", ask),
+            ("c0b406a4-a803-4952-9743-3fb6014cd0ae", ark),
+            ("00000000-0000-0000-0000-0000000000aa", b"other"),
+        ]
+    )
+    certs = parse_snp_cert_table(table)
+    assert certs["vcek"] == vcek
+    assert certs["00000000-0000-0000-0000-0000000000aa"] == b"other"
+    verified = verify_snp_report(
+        report,
+        endorsement_key_cert=certs["vcek"],
+        cert_chain=[certs["ask"], certs["ark"]],
+        now=when,
+    )
+    assert verified.endorsement == "VCEK"
+
+
+def test_malformed_cert_tables_are_refused() -> None:
+    vcek = material("virtee")[1]
+    good = [("63da758d-e664-4564-adc5-f4b93be8accd", vcek)]
+    with pytest.raises(EvidenceError, match="terminating zero entry"):
+        parse_snp_cert_table(_cert_table(good, terminate=False)[:24])
+    too_long = bytearray(_cert_table(good))
+    struct.pack_into("<I", too_long, 20, len(vcek) + 1)
+    with pytest.raises(EvidenceError, match="outside the table"):
+        parse_snp_cert_table(bytes(too_long))
+    into_header = bytearray(_cert_table(good))
+    struct.pack_into("<I", into_header, 16, 4)
+    with pytest.raises(EvidenceError, match="outside the table"):
+        parse_snp_cert_table(bytes(into_header))
+    with pytest.raises(EvidenceError, match="twice"):
+        parse_snp_cert_table(_cert_table(good + good))
+    assert parse_snp_cert_table(bytes(24)) == {}
