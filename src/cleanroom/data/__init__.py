@@ -31,6 +31,13 @@ from cleanroom.data.synthetic import (
     generate_sites,
     site_profiles,
 )
+from cleanroom.data.uci import (
+    UCI_SITES,
+    load_uci_site,
+    load_uci_sites,
+    uci_provenance,
+    write_uci_csv,
+)
 
 __all__ = [
     "ARCHETYPES",
@@ -39,6 +46,7 @@ __all__ = [
     "LABEL_MODEL",
     "MEDICAL_RECORD_COLUMNS",
     "MEDICAL_RECORD_COLUMN_NAMES",
+    "UCI_SITES",
     "Column",
     "LabelModel",
     "SiteProfile",
@@ -48,7 +56,11 @@ __all__ = [
     "generate_from_profiles",
     "generate_site",
     "generate_sites",
+    "load_uci_site",
+    "load_uci_sites",
     "read_medical_records_csv",
     "site_profiles",
+    "uci_provenance",
     "write_sites_csv",
+    "write_uci_csv",
 ]
