@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib
 import re
 import struct
 import uuid
@@ -19,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cleanroom.crypto import normalize as normalize_module
 from cleanroom.crypto.normalize import (
     NORMALIZATION_RULE_VERSION,
     denormalize,
@@ -29,6 +29,9 @@ from cleanroom.crypto.normalize import (
 )
 from cleanroom.crypto.sqltypes import MAX, MAX_LOB_BYTES, SqlType
 from cleanroom.errors import NormalizationError
+
+# The package re-exports the function ``normalize``, which shadows the submodule attribute.
+normalize_module = importlib.import_module("cleanroom.crypto.normalize")
 
 
 def q(value: int) -> bytes:
