@@ -320,6 +320,8 @@ def _parse(text: str) -> SqlType:
         return SqlType(name)  # raises the unsupported/unknown error
     if not args:
         return SqlType(name)
+    if name in _NO_ARGS:
+        raise NormalizationError(f"SQL type {name} takes no arguments")
     if MAX in args and name not in _LENGTH:
         raise NormalizationError(f"SQL type {name} cannot be (max)")
     if name in _PRECISION_SCALE and len(args) <= 2:
