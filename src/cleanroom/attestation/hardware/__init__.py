@@ -8,6 +8,7 @@ is not verified: ``docs/evidence.md``.
     report = parse_snp_report(blob)
     verified = verify_snp_report(blob, endorsement_key_cert=vcek_der, cert_chain=ask_ark_pem)
     verified = verify_quote_with_collateral(quote, collateral_json)
+    verified = verify_hardware_evidence("sev-snp", report, aux=auxblob)
 """
 
 from cleanroom.attestation.hardware._report import HardwareReport, HardwareVerification
@@ -25,6 +26,7 @@ from cleanroom.attestation.hardware.dcap import (
     verify_quote_signatures,
     verify_quote_with_collateral,
 )
+from cleanroom.attestation.hardware.dispatch import verify_hardware_evidence
 from cleanroom.attestation.hardware.quote import parse_quote, parse_sgx_quote, parse_tdx_quote
 from cleanroom.attestation.hardware.snp import parse_snp_report
 
@@ -41,6 +43,7 @@ __all__ = [
     "parse_snp_cert_table",
     "parse_snp_report",
     "parse_tdx_quote",
+    "verify_hardware_evidence",
     "verify_pcs_signed_json",
     "verify_quote_signatures",
     "verify_quote_with_collateral",

@@ -17,6 +17,7 @@ def test_public_names_are_pinned() -> None:
         "parse_snp_cert_table",
         "parse_snp_report",
         "parse_tdx_quote",
+        "verify_hardware_evidence",
         "verify_pcs_signed_json",
         "verify_quote_signatures",
         "verify_quote_with_collateral",
