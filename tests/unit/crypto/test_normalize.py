@@ -333,6 +333,8 @@ def decimal_bytes(unscaled: int) -> bytes:
         ("decimal(10,2)", 0.1, 10),  # float taken by its repr
         ("decimal(10,2)", 2.675, 268),  # repr "2.675", not binary 2.67499999…
         ("decimal(10,2)", np.float64(1.25), 125),
+        ("decimal(10,2)", np.float32(0.5), 50),
+        ("decimal(10,2)", Fraction(1, 4), 25),
         ("numeric(5,0)", Decimal("99999.4"), 99999),
         ("decimal(5,5)", Decimal("0.123456"), 12346),
         ("decimal(18,0)", Decimal("1E+17"), 10**17),
