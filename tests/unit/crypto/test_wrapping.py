@@ -418,3 +418,44 @@ def test_wrap_propagates_key_store_errors(local_store: LocalKeyStore) -> None:
         wrap_cek(ColumnEncryptionKey.generate(), local_store, "absent")
     with pytest.raises(KeyWrapError, match="non-empty"):
         wrap_cek(ColumnEncryptionKey.generate(), local_store, "")
+
+
+# --- properties ---------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    material=st.binary(min_size=32, max_size=32),
+    casing=st.lists(st.booleans(), min_size=len(NATIVE_PATH), max_size=len(NATIVE_PATH)),
+)
+def test_round_trip_for_any_key_and_path_casing(material: bytes, casing: list[bool]) -> None:
+    store = _native_store()
+    pairs = zip(NATIVE_PATH, casing, strict=True)
+    key_path = "".join(c.upper() if up else c.lower() for c, up in pairs)
+    blob = wrap_cek(ColumnEncryptionKey(material), store, key_path)
+    assert parse_wrapped_cek(blob).key_path == NATIVE_PATH.lower()
+    assert unwrap_cek(blob, store, NATIVE_PATH).secret_bytes() == material
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=700),
+        st.builds(
+            lambda kpl, ctl, rest: struct.pack("<BHH", 1, kpl, ctl) + rest,
+            st.integers(0, 0xFFFF),
+            st.integers(0, 0xFFFF),
+            st.binary(max_size=700),
+        ),
+    )
+)
+def test_parsing_arbitrary_bytes_raises_only_key_wrap_error(data: bytes) -> None:
+    try:
+        parsed = parse_wrapped_cek(data)
+    except KeyWrapError:
+        return
+    path = parsed.key_path.encode("utf-16-le")
+    assert data[:5] == struct.pack("<BHH", 1, len(path), len(parsed.ciphertext))
+    assert parsed.signed_bytes == data[:5] + path + parsed.ciphertext
+    assert parsed.signed_bytes + parsed.signature == data
+    assert len(parsed.signature) == len(parsed.ciphertext) >= 256
