@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -35,8 +36,9 @@ from cleanroom.errors import (
 from cleanroom.keystores import KeyStore, Pkcs11KeyStore
 from cleanroom.keystores.base import oaep_sha1
 
+DOC = Path(__file__).parents[3] / "docs" / "keys.md"
 SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
-TOKEN = "cleanroom-test"
+TOKEN = "cleanroom"  # the label docs/keys.md uses
 PIN = "user-pin-4821"
 SO_PIN = "so-pin-9137"
 
@@ -189,6 +191,14 @@ def test_closed_store_is_unusable(cmk: str, token: str) -> None:
     store.close()  # idempotent
     with pytest.raises(KeyStoreError, match="closed"):
         store.sign(cmk, b"x")
+
+
+def test_the_docs_example_runs(token: str) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    example = next(b for b in blocks if "Pkcs11KeyStore(" in b)
+    namespace: dict[str, object] = {"pin": PIN}
+    exec(compile(example, str(DOC), "exec"), namespace)  # noqa: S102
+    assert namespace["key_path"] == "hospital-a-cmk"
 
 
 def test_pin_is_redacted_and_pickling_is_refused(store: Pkcs11KeyStore) -> None:
