@@ -8,5 +8,13 @@ talks to sees only wrapped keys and cells. See ``docs/store.md``.
 """
 
 from cleanroom.client._client import DEFAULT_BATCH_SIZE, PartyClient, PartyKeys, ProgressCallback
+from cleanroom.client._workspace import DEFAULT_WORKDIR, Workspace
 
-__all__ = ["DEFAULT_BATCH_SIZE", "PartyClient", "PartyKeys", "ProgressCallback"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_WORKDIR",
+    "PartyClient",
+    "PartyKeys",
+    "ProgressCallback",
+    "Workspace",
+]

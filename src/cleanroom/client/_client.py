@@ -49,6 +49,7 @@ class PartyKeys:
     """The names of a party's column master key (and its key path) and column encryption key."""
 
     column_master_key: str
+    key_store_provider_name: str
     key_path: str
     column_encryption_key: str
     allow_enclave_computations: bool
@@ -129,6 +130,9 @@ class PartyClient:
         cek_label = cek_name or self.default_cek_name
         check_identifier(cmk, "a column master key name")
         check_identifier(cek_label, "a column encryption key name")
+        if cmk in self._store.column_master_key_names():
+            # Checked before touching the key store, so a refusal leaves no orphan key.
+            raise StorageError(f"column master key {cmk!r} is already registered in the store")
         key_path = self._key_store.create_master_key(cmk.lower())
         signature = (
             sign_cmk_metadata(self._key_store, key_path, allow_enclave_computations=True)
@@ -150,7 +154,13 @@ class PartyClient:
         with self._lock:
             self._ceks[cek_label] = cek
         _log.info("party %s created keys %s / %s", self._party, cmk, cek_label)
-        return PartyKeys(cmk, key_path, cek_label, allow_enclave_computations)
+        return PartyKeys(
+            column_master_key=cmk,
+            key_store_provider_name=self._key_store.provider_name,
+            key_path=key_path,
+            column_encryption_key=cek_label,
+            allow_enclave_computations=allow_enclave_computations,
+        )
 
     def column_encryption_key(self, name: str) -> ColumnEncryptionKey:
         """Unwrap the CEK ``name`` with this party's key store (tries each wrapped value)."""

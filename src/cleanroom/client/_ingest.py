@@ -67,7 +67,11 @@ def read_csv(path: str | Path, schema: DatasetSchema) -> Columns:
             raise SchemaError(f"{file}: line {reader.line_num}: malformed CSV ({error})") from None
         except UnicodeDecodeError:
             raise SchemaError(f"{file}: the file is not UTF-8 text") from None
-    columns = dict(zip(schema.column_names, raw, strict=True))
+    # CSV cannot tell an empty string from a missing value: an empty field is NULL.
+    columns = {
+        name: [None if v == "" else v for v in values]
+        for name, values in zip(schema.column_names, raw, strict=True)
+    }
     return _validate(columns, schema, len(lines), lambda i: f"{file}: line {lines[i]}")
 
 

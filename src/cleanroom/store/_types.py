@@ -111,15 +111,14 @@ class ColumnType:
     def coerce(self, value: Any) -> Any:
         """Turn ``value`` (CSV text, Python or numpy scalar) into this type's Python value.
 
-        Missing values (``None``, ``""``, NaN, ``pandas.NA``) become ``None``. Raises
+        Missing values (``None``, NaN, ``pandas.NA``, and ``""`` for every type but the
+        character types) become ``None``. Raises
         :class:`ValueError` whose message names the type but never the value.
         """
         if isinstance(value, str) and self.name not in _STRING_TYPES:
             value = value.strip()
             if value == "":
                 return None
-        elif isinstance(value, str) and value == "":
-            return None
         if _is_missing(value):
             return None
         if hasattr(value, "item") and not isinstance(value, str | bytes):

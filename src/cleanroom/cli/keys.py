@@ -1,0 +1,67 @@
+"""``cleanroom keys`` — a party's column master key and column encryption key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cleanroom.cli import app
+
+keys = typer.Typer(
+    help="A party's keys: a column master key in its key store, a column encryption key "
+    "wrapped by it in the store.",
+    no_args_is_help=True,
+)
+app.add_typer(keys, name="keys")
+
+PartyOption = Annotated[str, typer.Option("--party", help="The party (data owner) name.")]
+WorkdirOption = Annotated[
+    Path,
+    typer.Option(
+        "--workdir", help="Work directory: SQLite store and local key stores (keys/<party>)."
+    ),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Store URL instead of the SQLite file in the work directory, e.g. "
+        "postgresql+psycopg://user@host:5432/db",
+    ),
+]
+
+
+@keys.command("create")
+def create(
+    party: PartyOption,
+    workdir: WorkdirOption = Path("cleanroom-work"),
+    store: StoreOption = None,
+    enclave: Annotated[
+        bool,
+        typer.Option(
+            "--enclave/--no-enclave",
+            help="Allow enclave computations with this key (signs the CMK metadata).",
+        ),
+    ] = True,
+) -> None:
+    """Create the party's column master key (local key store) and column encryption key.
+
+    The CMK is an RSA-2048 key in <workdir>/keys/<party>/ (mode 0600); the store gets its
+    metadata and the CEK wrapped by it, never a key.
+
+    Example: cleanroom keys create --party hospital_a
+    """
+    from cleanroom.client import Workspace
+
+    workspace = Workspace(workdir=workdir, store_url=store)
+    client = workspace.client(party, create_key_store=True)
+    created = client.create_keys(allow_enclave_computations=enclave)
+    kind = "enclave-enabled" if enclave else "not enclave-enabled"
+    typer.echo(
+        f"party {party}: column master key {created.column_master_key} "
+        f"({created.key_store_provider_name}:{created.key_path}, {kind}) in "
+        f"{workspace.key_directory(party)}; column encryption key "
+        f"{created.column_encryption_key} wrapped in {client.store!r}"
+    )
