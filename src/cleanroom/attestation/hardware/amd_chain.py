@@ -143,6 +143,15 @@ def _check_pss_signed(child: x509.Certificate, issuer: x509.Certificate, what: s
         raise EvidenceError(f"{what} signature does not verify") from exc
 
 
+def _check_ca(cert: x509.Certificate, what: str) -> None:
+    try:
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        ca = False
+    if not ca:
+        raise EvidenceError(f"{what} is not a CA certificate")
+
+
 def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise EvidenceError(
@@ -275,6 +284,7 @@ def _verify_snp_report(
         )
     ask = intermediates[0]
     _check_pss_signed(ask, ark, f"{_cn(ask.subject)} certificate")
+    _check_ca(ask, f"{_cn(ask.subject)} certificate")
     _check_validity(ask, at, _cn(ask.subject))
     _check_pss_signed(ek, ask, "VCEK/VLEK certificate")
     _check_validity(ek, at, _cn(ek.subject) or "VCEK/VLEK")
@@ -299,6 +309,9 @@ def _verify_snp_report(
     checks.append("report-signature")
 
     info = _ek_info(ek)
+    product_name = str(info.get("product_name", product))
+    if not product_name.startswith(product):
+        raise EvidenceError(f"a {product_name} VCEK/VLEK cannot chain to ARK-{product}")
     reported = decode_tcb(int(parsed.extra["reported_tcb_raw"]), turin=product == "Turin")
     for name in ("bl", "tee", "snp", "ucode", "fmc"):
         if name in reported and info.get(name) != reported[name]:

@@ -269,3 +269,22 @@ def test_mutated_quotes_parse_or_raise_evidence_error_only(
         data[position] = value
     with contextlib.suppress(EvidenceError):
         parse_quote(bytes(data))
+
+
+_SNP_SEEDS = [blob(s["file"]) for s in SNP]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.sampled_from(_SNP_SEEDS),
+    position=st.integers(min_value=0, max_value=0x4A0 - 1),
+    value=st.integers(min_value=0, max_value=255),
+)
+def test_mutated_snp_reports_parse_or_raise_evidence_error_only(
+    seed: bytes, position: int, value: int
+) -> None:
+    data = bytearray(seed)
+    data[position] = value
+    with contextlib.suppress(EvidenceError):
+        report = parse_snp_report(bytes(data))
+        assert len(report.report_data) == 64

@@ -196,7 +196,7 @@ def _der_int(value: int) -> bytes:
     return bytes([0x02, len(body)]) + body
 
 
-def _fake_chain_and_report() -> tuple[bytes, bytes, bytes]:
+def _fake_chain_and_report(product_name: str | None = None) -> tuple[bytes, bytes, bytes]:
     """Re-sign the virtee report with a VCEK under a self-made ARK → ASK chain."""
     report = bytearray(material("virtee")[0])
     parsed = parse_snp_report(bytes(report))
@@ -232,6 +232,8 @@ def _fake_chain_and_report() -> tuple[bytes, bytes, bytes]:
         f"{_AMD}.3.8": _der_int(tcb["ucode"]),
         f"{_AMD}.4": bytes.fromhex(parsed.extra["chip_id"]),
     }
+    if product_name is not None:
+        exts[f"{_AMD}.2"] = bytes([0x16, len(product_name)]) + product_name.encode()
     ark = cert("ARK-Milan", "ARK-Milan", ark_key.public_key(), ark_key, True, {})
     ask = cert("SEV-Milan", "ARK-Milan", ask_key.public_key(), ark_key, True, {})
     vcek = cert("SEV-VCEK", "SEV-Milan", vcek_key.public_key(), ask_key, False, exts)
@@ -256,20 +258,36 @@ def test_chain_to_a_self_made_ark_is_refused(fake: tuple[bytes, bytes, bytes]) -
 def test_self_made_chain_is_otherwise_complete(fake: tuple[bytes, bytes, bytes]) -> None:
     # Same input with the fake ARK pinned verifies, so the refusal above is the pin alone.
     report, vcek, chain = fake
+    verified = _verify_snp_report(
+        report,
+        endorsement_key_cert=vcek,
+        cert_chain=chain,
+        now=NOW,
+        trusted_arks={"Milan": _spki_pin(chain)},
+    )
+    assert "chip-id-matches-hwid" in verified.checks
+
+
+def _spki_pin(chain: bytes) -> str:
     ark = next(c for c in x509.load_pem_x509_certificates(chain) if c.subject == c.issuer)
     spki = ark.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     digest = hashes.Hash(hashes.SHA256())
     digest.update(spki)
-    verified = _verify_snp_report(
-        report,
-        endorsement_key_cert=vcek,
-        cert_chain=chain,
-        now=NOW,
-        trusted_arks={"Milan": digest.finalize().hex()},
-    )
-    assert "chip-id-matches-hwid" in verified.checks
+    return digest.finalize().hex()
+
+
+def test_vcek_of_another_product_is_refused_under_a_milan_ark() -> None:
+    report, vcek, chain = _fake_chain_and_report(product_name="Genoa")
+    with pytest.raises(EvidenceError, match="a Genoa VCEK/VLEK cannot chain to ARK-Milan"):
+        _verify_snp_report(
+            report,
+            endorsement_key_cert=vcek,
+            cert_chain=chain,
+            now=NOW,
+            trusted_arks={"Milan": _spki_pin(chain)},
+        )
 
 
 def test_real_ask_cannot_be_paired_with_a_self_made_vcek(fake: tuple[bytes, bytes, bytes]) -> None:
