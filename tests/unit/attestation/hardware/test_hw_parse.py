@@ -20,6 +20,7 @@ from cleanroom.attestation.hardware import (
     parse_snp_report,
     parse_tdx_quote,
 )
+from cleanroom.attestation.hardware.quote import QuoteSignatureData, parse_quote_with_signature
 from cleanroom.errors import EvidenceError
 
 VECTORS = Path(__file__).resolve().parents[3] / "vectors" / "evidence"
@@ -288,3 +289,41 @@ def test_mutated_snp_reports_parse_or_raise_evidence_error_only(
     with contextlib.suppress(EvidenceError):
         report = parse_snp_report(bytes(data))
         assert len(report.report_data) == 64
+
+
+def _v4_signature_data(parts: QuoteSignatureData) -> bytes:
+    inner = (
+        parts.qe_report
+        + parts.qe_report_signature
+        + struct.pack("<H", len(parts.qe_auth_data))
+        + parts.qe_auth_data
+        + struct.pack("<HI", parts.cert_type, len(parts.cert_data))
+        + parts.cert_data
+    )
+    return parts.signature + parts.attest_pub_key + struct.pack("<HI", 6, len(inner)) + inner
+
+
+def test_v5_quote_with_a_tdx10_body_parses() -> None:
+    # Re-framed from the real v4 sample (so its signature no longer verifies; layout only).
+    v4, parts = parse_quote_with_signature(blob("tdx-v4-dcapqvl.bin"))
+    header = struct.pack("<HHI", 5, 2, 0x81) + v4.raw[8:48]
+    body = parts.signed_region[48:]
+    sig = _v4_signature_data(parts)
+    quote = header + struct.pack("<HI", 2, len(body)) + body + struct.pack("<I", len(sig)) + sig
+    v5 = parse_tdx_quote(quote)
+    assert v5.version == 5
+    assert v5.extra["body_type"] == 2
+    assert v5.measurement == v4.measurement
+    assert v5.rtmrs == v4.rtmrs
+    assert "tee_tcb_svn2" not in v5.extra
+
+
+def test_v4_sgx_quote_parses() -> None:
+    v3, parts = parse_quote_with_signature(blob("sgx-v3-dcapqvl.bin"))
+    sig = _v4_signature_data(parts)
+    header = struct.pack("<HHI", 4, 2, 0) + v3.raw[8:48]
+    v4 = parse_sgx_quote(header + parts.signed_region[48:] + struct.pack("<I", len(sig)) + sig)
+    assert v4.version == 4
+    assert v4.measurement == v3.measurement
+    assert v4.signer == v3.signer
+    assert v4.report_data == v3.report_data
