@@ -45,6 +45,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
+
 from cleanroom.attestation.hardware._report import HardwareReport, Reader, as_bytes, is_zero
 from cleanroom.errors import EvidenceError
 
@@ -149,17 +151,30 @@ def _signature_data(r: Reader, start: int, end: int, version: int) -> dict[str, 
     }
 
 
+_SGX_EXTENSION_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
+# DER of OID 1.2.840.113741.1.13.1.4 (FMSPC) followed by an OCTET STRING of 6 bytes.
+_FMSPC_TLV = bytes.fromhex("060a2a864886f84d010d0104") + b"\x04\x06"
+
+
 def _pck_fmspc(pem: bytes | None) -> str | None:
-    """FMSPC of the PCK leaf, read by dcap-qvl's extension parser (best effort)."""
+    """FMSPC from the SGX extension of the PCK leaf, or ``None`` when it cannot be read.
+
+    Informational only (it selects the TCB Info); the verifiers never rely on it.
+    """
     if not pem:
         return None
     try:
-        import dcap_qvl
-
-        ext = dcap_qvl.parse_pck_extension_from_pem(pem)
-        return bytes(ext.fmspc).hex()
-    except (ValueError, RuntimeError, ImportError):
+        leaf = x509.load_pem_x509_certificates(pem)[0]
+        ext = leaf.extensions.get_extension_for_oid(_SGX_EXTENSION_OID).value
+    except (ValueError, IndexError, x509.ExtensionNotFound):
         return None
+    if not isinstance(ext, x509.UnrecognizedExtension):
+        return None
+    at = ext.value.find(_FMSPC_TLV)
+    if at < 0 or at + len(_FMSPC_TLV) + 6 > len(ext.value):
+        return None
+    start = at + len(_FMSPC_TLV)
+    return ext.value[start : start + 6].hex()
 
 
 def parse_quote_with_signature(blob: bytes) -> tuple[HardwareReport, QuoteSignatureData]:
