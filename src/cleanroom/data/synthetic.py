@@ -51,8 +51,8 @@ class LabelModel:
 
     age_per_decade: float = 0.15
     age_over_55_per_decade: float = 0.60  # risk accelerates after 55
-    male: float = 0.85
-    female_post_menopause_per_decade: float = 0.80  # per decade of a woman's age over 50
+    male: float = 1.30
+    female_post_menopause_per_decade: float = 0.60  # per decade of a woman's age over 50
     smoker: float = 0.50
     chest_pain: tuple[float, float, float, float] = (0.0, -1.30, -0.30, 1.10)  # codes 1..4
     female_chest_pain_scale: float = 0.5  # chest pain type predicts less in women
@@ -63,7 +63,7 @@ class LabelModel:
     heart_rate_per_20: float = -0.20
     chronotropic_incompetence: float = 6.0  # per unit of (0.85 - HR / (220 - age)) when positive
     heterogeneity: float = 0.5
-    thresholds: tuple[float, float, float, float] = (1.86, 2.96, 3.92, 5.79)
+    thresholds: tuple[float, float, float, float] = (2.14, 3.25, 4.21, 6.08)
 
 
 #: The label model every synthetic site uses.
@@ -163,7 +163,7 @@ ARCHETYPES: Final[tuple[SiteProfile, ...]] = (
         heart_rate_fraction=0.88,
         heart_rate_scale=0.92,
         cholesterol_bias=12.0,
-        referral_severity=0.15,
+        referral_severity=0.10,
         bp_round_to_10=0.85,
         missing_smoker=0.10,
         missing_cholesterol=0.08,
@@ -183,7 +183,7 @@ ARCHETYPES: Final[tuple[SiteProfile, ...]] = (
         heart_rate_fraction=0.80,
         heart_rate_scale=0.92,
         bp_bias=-6.0,
-        referral_severity=2.29,
+        referral_severity=2.20,
         bp_round_to_10=0.50,
         missing_smoker=0.15,
         missing_blood_pressure=0.02,
@@ -206,7 +206,7 @@ ARCHETYPES: Final[tuple[SiteProfile, ...]] = (
         heart_rate_fraction=0.76,
         bp_bias=8.0,
         cholesterol_bias=-10.0,
-        referral_severity=0.02,
+        referral_severity=-0.13,
         bp_round_to_10=0.48,
         missing_smoker=0.05,
         missing_blood_pressure=0.28,
