@@ -21,6 +21,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+import dcap_qvl
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -208,8 +209,6 @@ def verify_quote_with_collateral(
 def _verify_quote_with_collateral(
     quote: bytes, collateral_json: str | bytes, *, now: datetime | None, root: x509.Certificate
 ) -> HardwareVerification:
-    import dcap_qvl
-
     at = resolve_now(now)
     report, sigdata = parse_quote_with_signature(quote)
     checks = _verify_signatures(sigdata, report, root, at)
@@ -225,6 +224,11 @@ def _verify_quote_with_collateral(
         # dcap-qvl's messages name the failing check and times only, never key material.
         reason = str(exc).splitlines()[0][:200]
         raise EvidenceError(f"DCAP collateral verification failed: {reason}") from exc
+    except BaseException as exc:
+        # A Rust panic inside dcap-qvl surfaces as pyo3's PanicException, a BaseException.
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise EvidenceError("DCAP collateral verification failed: dcap-qvl panicked") from exc
     checks += ["crl", "tcb-info", "qe-identity", "tcb-level"]
     return HardwareVerification(
         report=report,
