@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,22 @@ class HardwareReport:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extra", _frozen(self.extra))
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy of every field except ``raw`` (bytes as lower-case hex)."""
+        return {
+            "tee": self.tee,
+            "version": self.version,
+            "measurement": self.measurement,
+            "rtmrs": list(self.rtmrs),
+            "signer": self.signer,
+            "product_id": self.product_id,
+            "svn": self.svn,
+            "debug": self.debug,
+            "report_data": self.report_data.hex(),
+            "config_id": None if self.config_id is None else self.config_id.hex(),
+            "extra": copy.deepcopy(dict(self.extra)),
+        }
 
     def __repr__(self) -> str:
         return (

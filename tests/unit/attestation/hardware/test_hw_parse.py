@@ -327,3 +327,17 @@ def test_v4_sgx_quote_parses() -> None:
     assert v4.measurement == v3.measurement
     assert v4.signer == v3.signer
     assert v4.report_data == v3.report_data
+
+
+@pytest.mark.parametrize("name", ["snp-milan-v2-trustee.bin", "tdx-v5-gotdx.bin"])
+def test_as_dict_is_json_ready_and_detached(name: str) -> None:
+    data = blob(name)
+    report = parse_quote(data) if name.startswith("tdx") else parse_snp_report(data)
+    as_dict = report.as_dict()
+    decoded = json.loads(json.dumps(as_dict))
+    assert decoded["measurement"] == report.measurement
+    assert decoded["report_data"] == report.report_data.hex()
+    assert "raw" not in decoded
+    key = "reported_tcb" if report.tee == "sev-snp" else "mr_seam"
+    as_dict["extra"][key] = "changed"
+    assert report.extra[key] != "changed"
