@@ -283,6 +283,11 @@ def _verify_snp_report(
             f"the chain has no certificate named {_cn(ek.issuer)!r}, the issuer of the VCEK/VLEK"
         )
     ask = intermediates[0]
+    expected_issuer = f"SEV-VLEK-{product}" if _cn(ek.subject) == "SEV-VLEK" else f"SEV-{product}"
+    if _cn(ask.subject) != expected_issuer:
+        raise EvidenceError(
+            f"{_cn(ek.subject)!r} must be issued by {expected_issuer!r}, not {_cn(ask.subject)!r}"
+        )
     _check_pss_signed(ask, ark, f"{_cn(ask.subject)} certificate")
     _check_ca(ask, f"{_cn(ask.subject)} certificate")
     _check_validity(ask, at, _cn(ask.subject))

@@ -69,6 +69,7 @@ if _INTEL_ROOT.fingerprint(hashes.SHA256()).hex() != INTEL_SGX_ROOT_CA_SHA256:  
     raise ImportError("the embedded Intel SGX Root CA does not match its pinned fingerprint")
 
 _ROOT_NAME = "Intel SGX Root CA"
+_SGX_EXTENSION_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
 
 
 def _p256_verify(key: ec.EllipticCurvePublicKey, raw_sig: bytes, data: bytes, what: str) -> None:
@@ -142,6 +143,10 @@ def _verify_signatures(
             "certificate chain (type 5); it cannot be verified from the quote alone"
         )
     pck = _chain_to_root(pem, root, now, "PCK certificate chain")
+    try:
+        pck.extensions.get_extension_for_oid(_SGX_EXTENSION_OID)
+    except x509.ExtensionNotFound as exc:
+        raise EvidenceError("the PCK certificate has no Intel SGX extension") from exc
     pck_key = pck.public_key()
     if not isinstance(pck_key, ec.EllipticCurvePublicKey) or not isinstance(
         pck_key.curve, ec.SECP256R1

@@ -289,10 +289,14 @@ def test_malformed_collateral_is_an_evidence_error() -> None:
 
 
 def _ec_cert(
-    subject: str, issuer: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey
+    subject: str,
+    issuer: str,
+    key: ec.EllipticCurvePrivateKey,
+    signer: ec.EllipticCurvePrivateKey,
+    sgx_extension: bool = True,
 ) -> x509.Certificate:
     now = WINDOW["sgx-v3-dcapqvl"]
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
@@ -301,8 +305,13 @@ def _ec_cert(
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=subject != "PCK", path_length=None), critical=True)
-        .sign(signer, hashes.SHA256())
     )
+    if subject == "PCK" and sgx_extension:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.840.113741.1.13.1"), b"\x30\x00"),
+            critical=False,
+        )
+    return builder.sign(signer, hashes.SHA256())
 
 
 def _raw_sig(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
@@ -310,13 +319,13 @@ def _raw_sig(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def _forged_sgx_quote() -> tuple[bytes, x509.Certificate]:
+def _forged_sgx_quote(sgx_extension: bool = True) -> tuple[bytes, x509.Certificate]:
     """The SGX sample, re-signed end to end under a self-made root (a well-formed v3 quote)."""
     _, parts = parse_quote_with_signature(blob("sgx-v3-dcapqvl.bin"))
     root_key, ca_key, pck_key, att_key = (ec.generate_private_key(ec.SECP256R1()) for _ in "1234")
     root = _ec_cert("Intel SGX Root CA", "Intel SGX Root CA", root_key, root_key)
     ca = _ec_cert("Intel SGX PCK Processor CA", "Intel SGX Root CA", ca_key, root_key)
-    pck = _ec_cert("PCK", "Intel SGX PCK Processor CA", pck_key, ca_key)
+    pck = _ec_cert("PCK", "Intel SGX PCK Processor CA", pck_key, ca_key, sgx_extension)
     chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (pck, ca, root))
     att_pub = att_key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
@@ -352,3 +361,9 @@ def test_quote_without_a_pck_chain_cannot_be_verified_from_the_quote_alone() -> 
     struct.pack_into("<H", data, cert_type_offset, 3)  # encrypted PPID, no chain
     with pytest.raises(EvidenceError, match="certification data type 3"):
         verify_quote_signatures(bytes(data), now=WINDOW["sgx-v3-dcapqvl"])
+
+
+def test_leaf_without_the_sgx_extension_is_not_a_pck() -> None:
+    forged, root = _forged_sgx_quote(sgx_extension=False)
+    with pytest.raises(EvidenceError, match="no Intel SGX extension"):
+        _verify_quote_signatures(forged, now=WINDOW["sgx-v3-dcapqvl"], root=root)

@@ -196,7 +196,9 @@ def _der_int(value: int) -> bytes:
     return bytes([0x02, len(body)]) + body
 
 
-def _fake_chain_and_report(product_name: str | None = None) -> tuple[bytes, bytes, bytes]:
+def _fake_chain_and_report(
+    product_name: str | None = None, ask_cn: str = "SEV-Milan"
+) -> tuple[bytes, bytes, bytes]:
     """Re-sign the virtee report with a VCEK under a self-made ARK → ASK chain."""
     report = bytearray(material("virtee")[0])
     parsed = parse_snp_report(bytes(report))
@@ -235,8 +237,8 @@ def _fake_chain_and_report(product_name: str | None = None) -> tuple[bytes, byte
     if product_name is not None:
         exts[f"{_AMD}.2"] = bytes([0x16, len(product_name)]) + product_name.encode()
     ark = cert("ARK-Milan", "ARK-Milan", ark_key.public_key(), ark_key, True, {})
-    ask = cert("SEV-Milan", "ARK-Milan", ask_key.public_key(), ark_key, True, {})
-    vcek = cert("SEV-VCEK", "SEV-Milan", vcek_key.public_key(), ask_key, False, exts)
+    ask = cert(ask_cn, "ARK-Milan", ask_key.public_key(), ark_key, True, {})
+    vcek = cert("SEV-VCEK", ask_cn, vcek_key.public_key(), ask_key, False, exts)
     r, s = decode_dss_signature(vcek_key.sign(bytes(report[:0x2A0]), ec.ECDSA(hashes.SHA384())))
     report[0x2A0 : 0x2A0 + 72] = r.to_bytes(72, "little")
     report[0x2E8 : 0x2E8 + 72] = s.to_bytes(72, "little")
@@ -276,6 +278,18 @@ def _spki_pin(chain: bytes) -> str:
     digest = hashes.Hash(hashes.SHA256())
     digest.update(spki)
     return digest.finalize().hex()
+
+
+def test_vcek_issued_by_the_vlek_intermediate_is_refused() -> None:
+    report, vcek, chain = _fake_chain_and_report(ask_cn="SEV-VLEK-Milan")
+    with pytest.raises(EvidenceError, match="must be issued by 'SEV-Milan'"):
+        _verify_snp_report(
+            report,
+            endorsement_key_cert=vcek,
+            cert_chain=chain,
+            now=NOW,
+            trusted_arks={"Milan": _spki_pin(chain)},
+        )
 
 
 def test_vcek_of_another_product_is_refused_under_a_milan_ark() -> None:
