@@ -93,5 +93,6 @@ def synth(
             f"{path}: {len(frame)} records, any disease {any_disease:.1%}, "
             f"missing cells {missing:.1%}",
             highlight=False,
+            soft_wrap=True,
         )
-    _out.print(f"{len(paths)} file(s) written ({source})", highlight=False)
+    _out.print(f"{len(paths)} file(s) written ({source})", highlight=False, soft_wrap=True)
