@@ -15,6 +15,7 @@ from cleanroom.attestation.hardware._report import HardwareReport, HardwareVerif
 from cleanroom.attestation.hardware.amd_chain import (
     AMD_ARK_SPKI_SHA256,
     endorsement_key_tcb,
+    kds_vcek_url,
     parse_snp_cert_table,
     verify_snp_report,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "HardwareVerification",
     "collateral_from_pcs",
     "endorsement_key_tcb",
+    "kds_vcek_url",
     "parse_quote",
     "parse_sgx_quote",
     "parse_snp_cert_table",

@@ -221,6 +221,30 @@ def _find_ark(
     raise EvidenceError("the certificate chain does not contain a pinned AMD root key (ARK)")
 
 
+AMD_KDS_URL = "https://kdsintf.amd.com"
+
+
+def kds_vcek_url(report: bytes | HardwareReport, *, product: str) -> str:
+    """The AMD KDS URL of the VCEK that signed ``report`` (nothing is fetched).
+
+    ``product`` is ``"Milan"``, ``"Genoa"`` or ``"Turin"``. The TCB is the report's
+    REPORTED_TCB; Turin uses the first 8 bytes of CHIP_ID and adds ``fmcSPL``. The
+    certificate chain for the VCEK is at ``{AMD_KDS_URL}/vcek/v1/{product}/cert_chain``.
+    """
+    if product not in AMD_ARK_SPKI_SHA256:
+        raise EvidenceError(f"unknown AMD product {product!r}")
+    parsed = report if isinstance(report, HardwareReport) else parse_snp_report(report)
+    if parsed.extra["signing_key"] != "VCEK" or parsed.extra["mask_chip_key"]:
+        raise EvidenceError("the report is not signed by a VCEK tied to its CHIP_ID")
+    turin = product == "Turin"
+    tcb = decode_tcb(int(parsed.extra["reported_tcb_raw"]), turin=turin)
+    chip_id = bytes.fromhex(str(parsed.extra["chip_id"]))
+    hwid = chip_id[:8] if turin else chip_id
+    query = f"fmcSPL={tcb['fmc']}&" if turin else ""
+    query += f"blSPL={tcb['bl']}&teeSPL={tcb['tee']}&snpSPL={tcb['snp']}&ucodeSPL={tcb['ucode']}"
+    return f"{AMD_KDS_URL}/vcek/v1/{product}/{hwid.hex()}?{query}"
+
+
 def verify_snp_report(
     report: bytes | HardwareReport,
     *,
@@ -343,6 +367,7 @@ __all__ = [
     "AMD_ARK_SPKI_SHA256",
     "CERT_TABLE_GUIDS",
     "endorsement_key_tcb",
+    "kds_vcek_url",
     "parse_snp_cert_table",
     "verify_snp_report",
 ]

@@ -12,6 +12,7 @@ def test_public_names_are_pinned() -> None:
         "INTEL_SGX_ROOT_CA_SHA256",
         "collateral_from_pcs",
         "endorsement_key_tcb",
+        "kds_vcek_url",
         "parse_quote",
         "parse_sgx_quote",
         "parse_snp_cert_table",

@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from cleanroom.attestation.hardware import (
     AMD_ARK_SPKI_SHA256,
     endorsement_key_tcb,
+    kds_vcek_url,
     parse_snp_cert_table,
     parse_snp_report,
     verify_snp_report,
@@ -378,3 +379,20 @@ def test_malformed_cert_tables_are_refused() -> None:
     with pytest.raises(EvidenceError, match="twice"):
         parse_snp_cert_table(_cert_table(good + good))
     assert parse_snp_cert_table(bytes(24)) == {}
+
+
+def test_kds_vcek_url_names_the_chip_and_reported_tcb() -> None:
+    report = material("trustee")[0]  # current_tcb ucode 206 != reported_tcb ucode 115
+    chip = parse_snp_report(report).extra["chip_id"]
+    assert kds_vcek_url(report, product="Milan") == (
+        f"https://kdsintf.amd.com/vcek/v1/Milan/{chip}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115"
+    )
+    turin = kds_vcek_url(report, product="Turin")
+    assert turin.startswith(f"https://kdsintf.amd.com/vcek/v1/Turin/{chip[:16]}?fmcSPL=3&blSPL=0")
+
+
+def test_kds_vcek_url_refuses_vlek_reports_and_unknown_products() -> None:
+    with pytest.raises(EvidenceError, match="not signed by a VCEK"):
+        kds_vcek_url(material("vlek-aws")[0], product="Milan")
+    with pytest.raises(EvidenceError, match="unknown AMD product"):
+        kds_vcek_url(material("virtee")[0], product="Naples")
