@@ -44,7 +44,7 @@ def test_defaults_and_explicit_defaults_hash_alike(document: dict[str, Any]) -> 
 
 
 @pytest.mark.parametrize(
-    "path, value",
+    ("path", "value"),
     [
         (("title",), "Another title"),
         (("version",), 2),
@@ -91,7 +91,7 @@ def test_simulation_must_be_explicit_both_ways(document: dict[str, Any]) -> None
 
 
 @pytest.mark.parametrize(
-    "edit, match",
+    ("edit", "match"),
     [
         (lambda d: d["datasets"].append({**d["datasets"][0], "party": "delta"}), "unknown party"),
         (lambda d: d["outputs"]["model_recipients"].append("delta"), "unknown party"),
@@ -111,7 +111,9 @@ def test_simulation_must_be_explicit_both_ways(document: dict[str, Any]) -> None
         (lambda d: d["datasets"].append(copy.deepcopy(d["datasets"][0])), "must not repeat"),
     ],
 )
-def test_inconsistent_documents_are_refused(document: dict[str, Any], edit: Any, match: str) -> None:
+def test_inconsistent_documents_are_refused(
+    document: dict[str, Any], edit: Any, match: str
+) -> None:
     edit(document)
     _invalid(document, match)
 

@@ -36,16 +36,20 @@ def test_in_force_only_when_every_party_signed(
     assert h == contract.hash
     assert registry.submit(contract) == h  # idempotent
     status = registry.status(h)
-    assert not status.in_force and status.missing == ("alpha", "beta", "gamma")
+    assert not status.in_force
+    assert status.missing == ("alpha", "beta", "gamma")
     registry.sign(h, "alpha", party_keys["alpha"])
     registry.sign(h, "beta", party_keys["beta"])
     status = registry.status(h)
-    assert status.signed_by == ("alpha", "beta") and status.missing == ("gamma",)
+    assert status.signed_by == ("alpha", "beta")
+    assert status.missing == ("gamma",)
     with pytest.raises(ConsentMissing, match="not signed by gamma"):
         registry.require_in_force(h)
     registry.sign(h, "gamma", party_keys["gamma"])
     status = registry.status(h)
-    assert status.in_force and status.missing == () and status.revoked_by == ()
+    assert status.in_force
+    assert status.missing == ()
+    assert status.revoked_by == ()
     assert registry.require_in_force(h).hash == h
     assert registry.contract(h) == contract
     assert [info.contract_hash for info in registry.list_contracts()] == [h]
@@ -77,7 +81,7 @@ def test_signing_for_someone_else_or_as_a_stranger_is_refused(
 ) -> None:
     registry = ContractRegistry(store)
     h = registry.submit(contract)
-    with pytest.raises(ContractError, match="not the signing key .* 'beta'"):
+    with pytest.raises(ContractError, match=r"not the signing key .* 'beta'"):
         registry.sign(h, "beta", party_keys["alpha"])
     with pytest.raises(ContractError, match="no party 'mallory'"):
         registry.sign(h, "mallory", SigningKey.generate())
@@ -105,9 +109,7 @@ def test_edited_contract_needs_fresh_signatures(
     assert registry.status(h1).in_force  # the old version is untouched
 
 
-def test_revocation_is_a_permanent_veto(
-    store: Store, contract: Contract, party_keys: Keys
-) -> None:
+def test_revocation_is_a_permanent_veto(store: Store, contract: Contract, party_keys: Keys) -> None:
     registry = ContractRegistry(store)
     h = registry.submit(contract)
     _sign_all(registry, h, party_keys)
@@ -115,7 +117,8 @@ def test_revocation_is_a_permanent_veto(
     registry.revoke(h, "gamma", revocation)
     registry.revoke(h, "gamma", revocation)  # twice is a no-op
     status = registry.status(h)
-    assert not status.in_force and status.revoked_by == ("gamma",)
+    assert not status.in_force
+    assert status.revoked_by == ("gamma",)
     assert status.signed_by == ("alpha", "beta", "gamma")
     with pytest.raises(ConsentMissing, match="revoked by gamma"):
         registry.require_in_force(h)
@@ -158,7 +161,8 @@ def test_tampered_store_fails_closed(store: Store, contract: Contract, party_key
             .values(signature=beta.signature)
         )
     status = registry.status(h)
-    assert not status.in_force and status.invalid == ("gamma",)
+    assert not status.in_force
+    assert status.invalid == ("gamma",)
     # gamma signing again repairs the tampered row
     registry.sign(h, "gamma", party_keys["gamma"])
     assert registry.status(h).in_force
@@ -174,7 +178,9 @@ def test_tampered_store_fails_closed(store: Store, contract: Contract, party_key
             )
         )
     status = registry.status(h)
-    assert not status.in_force and status.invalid == ("alpha",) and status.revoked_by == ()
+    assert not status.in_force
+    assert status.invalid == ("alpha",)
+    assert status.revoked_by == ()
 
 
 def test_edited_stored_document_is_detected(store: Store, contract: Contract) -> None:
@@ -197,7 +203,9 @@ def test_expired_contract_is_not_in_force(
     h = registry.submit(contract)
     _sign_all(registry, h, party_keys)
     status = registry.status(h)
-    assert status.expired and not status.in_force and status.missing == ()
+    assert status.expired
+    assert not status.in_force
+    assert status.missing == ()
     with pytest.raises(ContractError, match="expired") as caught:
         registry.require_in_force(h)
     assert not isinstance(caught.value, ConsentMissing)

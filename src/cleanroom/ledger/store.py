@@ -1,0 +1,302 @@
+"""The ledger kept in the store: append-only, one table, many ledgers side by side.
+
+Table ``ledger_entries`` (own :data:`metadata`, created by :func:`create_all`):
+``(ledger_id, seq)`` primary key, ``time``, ``kind``, ``payload`` (RFC 8785 text),
+``prev_hash``, ``entry_hash``, ``signature``. This API never updates or deletes a row;
+the operator could, and :func:`~cleanroom.ledger.verify_ledger` (with a signed head for
+the tail) is how anyone finds out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from cleanroom.contract.keys import SigningKey, VerifyingKey
+from cleanroom.errors import LedgerError, StorageError
+from cleanroom.ledger.entries import (
+    FORMAT_VERSION,
+    GENESIS_KIND,
+    ZERO_HASH,
+    LedgerEntry,
+    LedgerHead,
+    VerifiedLedger,
+    format_time,
+    genesis_key,
+    make_entry,
+    sign_head,
+    to_jsonl,
+    verify_ledger,
+)
+from cleanroom.store import Store
+
+metadata = sa.MetaData()
+
+_APPEND_ATTEMPTS = 5
+
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    sa.Column("ledger_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("time", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
+)
+
+
+def create_all(engine: Engine) -> None:
+    """Create the ledger table if it does not exist (idempotent)."""
+    with _guard("creating the ledger table"), _write(engine) as conn:
+        metadata.create_all(conn)
+
+
+class Ledger:
+    """An append-only, hash-chained, signed ledger in a :class:`~cleanroom.store.Store`.
+
+    Build with :meth:`create` (writes the genesis entry recording the public key) or
+    :meth:`open` (continues a ledger signed by the same key). Guarantees: every entry it
+    writes is chained to the previous one and signed; appends are serialized by the
+    database (a concurrent append with the same ``seq`` fails, it never forks the chain).
+    """
+
+    def __init__(self, store: Store, ledger_id: str, signing_key: SigningKey) -> None:
+        # Private: use create() / open(), which check the genesis entry.
+        self._store = store
+        self._id = ledger_id
+        self._key = signing_key
+
+    def __repr__(self) -> str:
+        return f"Ledger({self._id!r}, {self._key.public_key!r})"
+
+    @classmethod
+    def create(
+        cls,
+        store: Store,
+        signing_key: SigningKey,
+        *,
+        ledger_id: str | None = None,
+        genesis: Mapping[str, Any] | None = None,
+    ) -> Ledger:
+        """Start a new ledger; ``genesis`` adds facts to entry 0 (e.g. the contract hash)."""
+        create_all(store.engine)
+        lid = ledger_id or uuid.uuid4().hex
+        _check_id(lid)
+        extra = dict(genesis or {})
+        reserved = {"ledger_id", "public_key", "algorithm", "format"} & set(extra)
+        if reserved:
+            raise LedgerError(f"genesis members {sorted(reserved)} are set by the ledger")
+        payload = {
+            **extra,
+            "algorithm": signing_key.algorithm,
+            "format": FORMAT_VERSION,
+            "ledger_id": lid,
+            "public_key": signing_key.public_key.to_jwk(),
+        }
+        ledger = cls(store, lid, signing_key)
+        with _guard("starting the ledger"), _write(store.engine) as conn:
+            if ledger._last(conn) is not None:
+                raise LedgerError(f"ledger {lid!r} already exists")
+            ledger._insert(conn, 0, GENESIS_KIND, payload, ZERO_HASH, _now())
+        return ledger
+
+    @classmethod
+    def open(cls, store: Store, ledger_id: str, signing_key: SigningKey) -> Ledger:
+        """Continue an existing ledger; refuses a key other than the one in its genesis."""
+        create_all(store.engine)
+        first = read_entries(store, ledger_id, limit=1)
+        if not first:
+            raise LedgerError(f"no ledger {ledger_id!r} in the store")
+        if genesis_key(first[0]) != signing_key.public_key:
+            raise LedgerError(f"ledger {ledger_id!r} is signed by another key")
+        return cls(store, ledger_id, signing_key)
+
+    @property
+    def ledger_id(self) -> str:
+        """This ledger's id (recorded in its genesis entry)."""
+        return self._id
+
+    @property
+    def public_key(self) -> VerifyingKey:
+        """The key that verifies every entry."""
+        return self._key.public_key
+
+    def append(self, kind: str, payload: Mapping[str, Any]) -> LedgerEntry:
+        """Append a signed entry. ``payload`` holds counts, names and digests — no records."""
+        if kind == GENESIS_KIND:
+            raise LedgerError("only create() writes the genesis entry")
+        return self._append(kind, payload, now=_now())
+
+    def _append(self, kind: str, payload: Mapping[str, Any], *, now: dt.datetime) -> LedgerEntry:
+        # Appends are serialized (see _append_once); should a writer that bypasses the
+        # lock collide on (ledger_id, seq), re-read the head and try again.
+        for _attempt in range(_APPEND_ATTEMPTS - 1):
+            try:
+                return self._append_once(kind, payload, now)
+            except sa.exc.IntegrityError:
+                continue
+        with _guard("appending to the ledger"):
+            return self._append_once(kind, payload, now)
+
+    def _append_once(self, kind: str, payload: Mapping[str, Any], now: dt.datetime) -> LedgerEntry:
+        with _write(self._store.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                # Serialize appends to this ledger until commit (SQLite already holds
+                # the database write lock: BEGIN IMMEDIATE).
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(self._id))))
+            last = self._last(conn)
+            if last is None:
+                raise LedgerError(f"no ledger {self._id!r} in the store")
+            seq, prev_hash = last
+            return self._insert(conn, seq + 1, kind, payload, prev_hash, now)
+
+    def entries(self) -> list[LedgerEntry]:
+        """Every entry, in order (as stored: verify with :meth:`verify`)."""
+        return read_entries(self._store, self._id)
+
+    def head(self) -> LedgerHead:
+        """A signed head over every entry now in the ledger (for receipts and answers)."""
+        return sign_head(self._key, self.entries(), time=format_time(_now()))
+
+    def verify(self) -> VerifiedLedger:
+        """:func:`verify_ledger` over the stored entries with this ledger's key."""
+        return verify_ledger(self.entries(), self.public_key)
+
+    def export_jsonl(self, target: str | os.PathLike[str] | IO[str]) -> int:
+        """Write the ledger as JSON Lines to a path or a text stream; returns the count."""
+        entries = self.entries()
+        text = to_jsonl(entries)
+        if isinstance(target, str | os.PathLike):
+            Path(target).write_text(text, encoding="utf-8")
+        else:
+            target.write(text)
+        return len(entries)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _last(self, conn: Connection) -> tuple[int, str] | None:
+        row = conn.execute(
+            sa.select(ledger_entries.c.seq, ledger_entries.c.entry_hash)
+            .where(ledger_entries.c.ledger_id == self._id)
+            .order_by(ledger_entries.c.seq.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def _insert(
+        self,
+        conn: Connection,
+        seq: int,
+        kind: str,
+        payload: Mapping[str, Any],
+        prev_hash: str,
+        now: dt.datetime,
+    ) -> LedgerEntry:
+        entry = make_entry(
+            self._key,
+            seq=seq,
+            time=format_time(now),
+            kind=kind,
+            payload=payload,
+            prev_hash=prev_hash,
+        )
+        conn.execute(
+            ledger_entries.insert().values(
+                ledger_id=self._id,
+                seq=entry.seq,
+                time=entry.time,
+                kind=entry.kind,
+                payload=json.dumps(dict(entry.payload), sort_keys=True, ensure_ascii=False),
+                prev_hash=entry.prev_hash,
+                entry_hash=entry.hash,
+                signature=entry.signature,
+            )
+        )
+        return entry
+
+
+def read_entries(store: Store, ledger_id: str, *, limit: int | None = None) -> list[LedgerEntry]:
+    """A ledger's stored entries in ``seq`` order, without verifying them."""
+    create_all(store.engine)
+    query = (
+        sa.select(
+            ledger_entries.c.seq,
+            ledger_entries.c.time,
+            ledger_entries.c.kind,
+            ledger_entries.c.payload,
+            ledger_entries.c.prev_hash,
+            ledger_entries.c.signature,
+        )
+        .where(ledger_entries.c.ledger_id == ledger_id)
+        .order_by(ledger_entries.c.seq)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    with _guard("reading the ledger"), _read(store.engine) as conn:
+        rows = conn.execute(query).all()
+    entries = []
+    for seq, time, kind, payload, prev_hash, signature in rows:
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError:
+            raise LedgerError(f"seq {seq}: the stored payload is not JSON") from None
+        entries.append(LedgerEntry(int(seq), time, kind, data, prev_hash, signature))
+    return entries
+
+
+def ledger_ids(store: Store) -> list[str]:
+    """The ids of every ledger in the store."""
+    create_all(store.engine)
+    query = sa.select(ledger_entries.c.ledger_id).where(ledger_entries.c.seq == 0)
+    with _guard("listing ledgers"), _read(store.engine) as conn:
+        return sorted(str(row[0]) for row in conn.execute(query))
+
+
+def _check_id(ledger_id: str) -> None:
+    ok = isinstance(ledger_id, str) and 1 <= len(ledger_id) <= 64
+    if not ok or not all(c.isalnum() or c in "-_." for c in ledger_id):
+        raise LedgerError("a ledger id is 1-64 characters of letters, digits, '-', '_' or '.'")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@contextmanager
+def _write(engine: Engine) -> Iterator[Connection]:
+    # ``cleanroom_write`` makes the store's SQLite engine take the write lock up front
+    # (BEGIN IMMEDIATE): two appends queue, neither reads a stale head.
+    with engine.connect() as conn:
+        conn = conn.execution_options(cleanroom_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def _read(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def _guard(what: str) -> Iterator[None]:
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as error:
+        cause = type(getattr(error, "orig", None) or error).__name__
+        raise StorageError(f"{what} failed ({cause})") from None
+
+
+__all__ = ["Ledger", "create_all", "ledger_entries", "ledger_ids", "metadata", "read_entries"]
