@@ -1,0 +1,157 @@
+"""``cleanroom broker`` — run one party's key broker (KBS protocol)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cleanroom.cli import app
+from cleanroom.errors import ConfigurationError
+
+broker = typer.Typer(
+    help="The party's key broker: releases its column keys to attested enclaves.",
+    no_args_is_help=True,
+)
+app.add_typer(broker, name="broker")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_jwks(source: str) -> dict[str, Any]:
+    """A JWK set from a file, or fetched once from an https (or loopback http) URL."""
+    if source.startswith(("https://", "http://")):
+        import httpx
+
+        host = httpx.URL(source).host
+        if source.startswith("http://") and not _is_loopback(host):
+            raise ConfigurationError("--verifier-jwks over plain http only on loopback")
+        try:
+            reply = httpx.get(source, timeout=30.0)
+            reply.raise_for_status()
+            document = reply.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise ConfigurationError(f"cannot fetch the verifier JWKS: {error}") from error
+    else:
+        try:
+            document = json.loads(Path(source).read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigurationError(f"cannot read the verifier JWKS {source}: {error}") from error
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ConfigurationError("the verifier JWKS is not a JWK set")
+    return document
+
+
+@broker.command("serve")
+def serve(
+    party: Annotated[str, typer.Option(help="The party whose keys this broker releases.")],
+    workdir: Annotated[
+        Path, typer.Option(help="Work directory (store, key store, decision log).")
+    ] = Path("cleanroom-work"),
+    store: Annotated[
+        str | None, typer.Option(help="Store URL (default: the SQLite file in --workdir).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8700,
+    insecure_simulation: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-simulation",
+            help="INSECURE: release keys to simulated-TEE enclaves (development only).",
+        ),
+    ] = False,
+    simulation_root: Annotated[
+        Path | None,
+        typer.Option(help="PEM of the simulation root CA (needs --insecure-simulation)."),
+    ] = None,
+    verifier_jwks: Annotated[
+        str | None,
+        typer.Option(help="Accept EAR tokens signed by this verifier key set (URL or file)."),
+    ] = None,
+    verifier_issuer: Annotated[
+        str, typer.Option(help="'iss' of the trusted verifier's EAR tokens.")
+    ] = "cleanroom-verifier",
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+) -> None:
+    """Serve /kbs/v0/auth, /kbs/v0/attest and /kbs/v0/resource/<party>/cek/<name>.
+
+    Decisions are appended to <workdir>/broker/<party>/decisions.jsonl. Without
+    --tls-cert/--tls-key it listens on loopback only.
+
+    Example: cleanroom broker serve --party hospital_a --port 8701 --insecure-simulation
+    --simulation-root sim/simulation-root.pem
+    """
+    import uvicorn
+    from cryptography import x509
+
+    from cleanroom.broker import BrokerSettings, DecisionLog, create_app
+    from cleanroom.client import Workspace
+    from cleanroom.contract import ContractRegistry
+
+    if simulation_root is not None and not insecure_simulation:
+        raise ConfigurationError("--simulation-root needs --insecure-simulation")
+    if insecure_simulation and simulation_root is None and verifier_jwks is None:
+        raise ConfigurationError("--insecure-simulation needs --simulation-root or --verifier-jwks")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigurationError("--tls-cert and --tls-key go together")
+    if tls_cert is None and not _is_loopback(host):
+        raise ConfigurationError("without TLS the broker listens on loopback only")
+    roots: list[x509.Certificate] = []
+    if simulation_root is not None:
+        try:
+            roots = x509.load_pem_x509_certificates(simulation_root.read_bytes())
+        except (OSError, ValueError) as error:
+            raise ConfigurationError(f"cannot read {simulation_root}: {error}") from error
+    jwks = None if verifier_jwks is None else _load_jwks(verifier_jwks)
+    settings = BrokerSettings(
+        party=party,
+        insecure_simulation=insecure_simulation,
+        simulation_roots=roots,
+        verifier_jwks=jwks,
+        verifier_issuer=None if jwks is None else verifier_issuer,
+        secure_cookie=tls_cert is not None,
+    )
+    workspace = Workspace(workdir=workdir, store_url=store)
+    opened = workspace.open_store()
+    service = create_app(
+        settings,
+        store=opened,
+        contracts=ContractRegistry(opened),
+        key_store=workspace.key_store(party),
+        decision_log=DecisionLog(workdir / "broker" / party / "decisions.jsonl"),
+    )
+    if insecure_simulation:
+        typer.secho(
+            "WARNING: --insecure-simulation: keys may go to simulated (debug) enclaves",
+            fg=typer.colors.RED,
+            err=True,
+        )
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    scheme = "http" if tls_cert is None else "https"
+    typer.echo(f"broker for {party} listening on {scheme}://{host}:{sock.getsockname()[1]}")
+    config = uvicorn.Config(
+        service,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=None if tls_cert is None else str(tls_cert),
+        ssl_keyfile=None if tls_key is None else str(tls_key),
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        opened.close()
