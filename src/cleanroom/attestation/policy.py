@@ -21,8 +21,8 @@ DEFAULT_TCB_STATUSES: frozenset[str] = frozenset({"UpToDate"})
 RULES: tuple[str, ...] = (
     "nonce",
     "report-data",
-    "tee",
     "simulation",
+    "tee",
     "debug",
     "measurement",
     "signer",

@@ -96,11 +96,11 @@ def _apply_policy(
 ) -> None:
     if not hmac.compare_digest(c.report_data, expected_report_data):
         raise PolicyViolation("report-data", "the evidence does not bind the expected data")
-    if c.tee not in policy.allowed_tees:
-        raise PolicyViolation("tee", f"TEE type {c.tee!r} is not allowed")
     simulated = c.tee == "simulated"
     if simulated and not policy.allow_simulation:
         raise PolicyViolation("simulation", "simulated evidence is refused by this policy")
+    if c.tee not in policy.allowed_tees:
+        raise PolicyViolation("tee", f"TEE type {c.tee!r} is not allowed")
     if c.debug and not (policy.allow_debug or (simulated and policy.allow_simulation)):
         raise PolicyViolation("debug", "the enclave runs in debug mode")
     if not any(hmac.compare_digest(c.measurement, m) for m in policy.allowed_measurements):

@@ -38,9 +38,10 @@ def version() -> None:
 def _register() -> None:
     # Sub-command groups live in their own modules; importing them here keeps
     # `cleanroom --help` complete while each module stays small.
-    from cleanroom.cli import data, keys  # noqa: F401
     from cleanroom.cli import data_gen  # noqa: F401
+    from cleanroom.cli import data, keys  # noqa: F401
     from cleanroom.cli import demo  # noqa: F401
+    from cleanroom.cli import verifier  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

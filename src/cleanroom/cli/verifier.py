@@ -1,0 +1,104 @@
+"""``cleanroom verifier`` — run the attestation verifier service."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cleanroom.cli import app
+from cleanroom.errors import ConfigurationError
+
+verifier = typer.Typer(
+    help="The attestation verifier: appraises evidence and issues EAR tokens.",
+    no_args_is_help=True,
+)
+app.add_typer(verifier, name="verifier")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@verifier.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8600,
+    issuer: Annotated[str, typer.Option(help="'iss' of the EAR tokens.")] = "cleanroom-verifier",
+    tee: Annotated[
+        list[str] | None, typer.Option(help="Allowed TEE type (repeat): sev-snp, tdx, sgx.")
+    ] = None,
+    measurement: Annotated[
+        list[str] | None, typer.Option(help="Allowed measurement, hex (repeat).")
+    ] = None,
+    config_id: Annotated[str | None, typer.Option(help="Required config id, hex.")] = None,
+    min_svn: Annotated[int, typer.Option(help="Minimum security version.")] = 0,
+    insecure_simulation: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-simulation",
+            help="INSECURE: accept simulated-TEE evidence (development only).",
+        ),
+    ] = False,
+    simulation_root: Annotated[
+        Path | None,
+        typer.Option(help="PEM of the simulation root CA (needs --insecure-simulation)."),
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+) -> None:
+    """Serve /challenge, /attest and /.well-known/jwks.json until interrupted.
+
+    Without --tls-cert/--tls-key it listens on loopback only.
+
+    Example: cleanroom verifier serve --port 8600 --insecure-simulation
+    --simulation-root sim/simulation-root.pem --measurement 5e0c...
+    """
+    import uvicorn
+    from cryptography import x509
+
+    from cleanroom.attestation import AttestationPolicy, VerifierSettings, create_app
+
+    if simulation_root is not None and not insecure_simulation:
+        raise ConfigurationError("--simulation-root needs --insecure-simulation")
+    if insecure_simulation and simulation_root is None:
+        raise ConfigurationError("--insecure-simulation needs --simulation-root")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigurationError("--tls-cert and --tls-key go together")
+    if tls_cert is None and not _is_loopback(host):
+        raise ConfigurationError("without TLS the verifier listens on loopback only")
+    policy = AttestationPolicy(
+        allowed_tees=frozenset(tee or ()),
+        allowed_measurements=frozenset(measurement or ()),
+        required_config_id=config_id,
+        min_svn=min_svn,
+        allow_simulation=insecure_simulation,
+    )
+    roots: list[x509.Certificate] = []
+    if simulation_root is not None:
+        try:
+            roots = x509.load_pem_x509_certificates(simulation_root.read_bytes())
+        except (OSError, ValueError) as error:
+            raise ConfigurationError(f"cannot read {simulation_root}: {error}") from error
+    settings = VerifierSettings(issuer=issuer, policy=policy, trusted_roots=roots)
+    if insecure_simulation:
+        typer.secho(
+            "WARNING: --insecure-simulation: simulated TEE evidence will be accepted",
+            fg=typer.colors.RED,
+            err=True,
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        ssl_certfile=None if tls_cert is None else str(tls_cert),
+        ssl_keyfile=None if tls_key is None else str(tls_key),
+    )
