@@ -41,6 +41,7 @@ def _register() -> None:
     from cleanroom.cli import data_gen  # noqa: F401
     from cleanroom.cli import data, keys  # noqa: F401
     from cleanroom.cli import demo  # noqa: F401
+    from cleanroom.cli import contract, ledger  # noqa: F401
     from cleanroom.cli import verifier  # noqa: F401
 
 
