@@ -45,27 +45,29 @@ def _register() -> None:
     from cleanroom.cli import verifier  # noqa: F401
 
 
+# typer vendors its own click; reach its exception base through a public typer name.
+_ClickException: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cleanroom`` console script."""
+    """Entry point of the ``cleanroom`` console script: returns the exit status."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except CleanroomError as error:
         _err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return exit_code_for(error)
+    except _ClickException as error:  # usage errors: bad option, missing argument
+        error.show()  # type: ignore[attr-defined]
+        return int(error.exit_code)  # type: ignore[attr-defined]
     except (typer.Abort, KeyboardInterrupt):
         _err.print("aborted")
         return 130
-    except SystemExit as stop:  # typer/click usage errors exit through here
-        return int(stop.code or 0)
-    except Exception as error:
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            return error.exit_code
-        raise
-    return 0
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,10 +63,6 @@ def test_bad_options_exit_2(
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cleanroom.cli.main re-raises typer's own click usage errors as a traceback",
-)
 def test_out_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["synth"]) == 2
     assert "--out" in capsys.readouterr().err
