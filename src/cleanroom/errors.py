@@ -12,7 +12,8 @@ keeps working for callers who do not know cleanroom::
     │   └── NormalizationError (ValueError)    a value does not fit its SQL type
     ├── KeyStoreError                          a key store cannot find, create or use a key
     ├── StorageError                           the store refused or failed an operation
-    │   └── SchemaError (ValueError)           a dataset schema or a row does not validate
+    │   ├── SchemaError (ValueError)           a dataset schema or a row does not validate
+    │   └── QueryError (ValueError)            a SQL statement is unsupported or was refused
     ├── AttestationError
     │   ├── EvidenceError (ValueError)         evidence is malformed or its signature fails
     │   └── PolicyViolation                    evidence is genuine but breaks a policy rule
@@ -74,6 +75,10 @@ class StorageError(CleanroomError):
 
 class SchemaError(StorageError, ValueError):
     """A dataset schema, or a row checked against it, does not validate."""
+
+
+class QueryError(StorageError, ValueError):
+    """A SQL statement uses an unsupported construct, or the query engine refused it."""
 
 
 class AttestationError(CleanroomError):
@@ -170,6 +175,7 @@ __all__ = [
     "LedgerError",
     "NormalizationError",
     "PolicyViolation",
+    "QueryError",
     "SchemaError",
     "ScoringError",
     "SignatureInvalid",
