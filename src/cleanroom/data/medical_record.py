@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from cleanroom.errors import SchemaError
@@ -200,6 +202,7 @@ def as_medical_records(frame: pd.DataFrame) -> pd.DataFrame:
         if bool(fractional.any()):
             row = int(fractional.to_numpy().nonzero()[0][0])
             raise SchemaError(f"column {col.name!r}, row {row}: not a whole number")
+        _check_range(col, values.to_numpy(dtype="float64", na_value=float("nan")))
         out[col.name] = values.round().astype(col.pandas_dtype)
     check_medical_records(out)
     return out
@@ -226,13 +229,15 @@ def check_medical_records(frame: pd.DataFrame) -> None:
         if col.kind == "label" and bool(series.isna().any()):
             row = int(series.isna().to_numpy().nonzero()[0][0])
             raise SchemaError(f"column {col.name!r}, row {row}: the label is missing")
-        values = series.to_numpy(dtype="float64", na_value=float("nan"))
-        outside = (values < col.minimum) | (values > col.maximum)
-        if bool(outside.any()):
-            row = int(outside.nonzero()[0][0])
-            raise SchemaError(
-                f"column {col.name!r}, row {row}: outside {col.minimum}..{col.maximum}"
-            )
+        _check_range(col, series.to_numpy(dtype="float64", na_value=float("nan")))
+
+
+def _check_range(col: Column, values: npt.NDArray[np.float64]) -> None:
+    # Before any cast to a narrow integer type, so that 1e6 is "out of range", not an overflow.
+    outside = (values < col.minimum) | (values > col.maximum)
+    if bool(outside.any()):
+        row = int(outside.nonzero()[0][0])
+        raise SchemaError(f"column {col.name!r}, row {row}: outside {col.minimum}..{col.maximum}")
 
 
 __all__ = [

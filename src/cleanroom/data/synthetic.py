@@ -137,6 +137,8 @@ class SiteProfile:
             raise ConfigurationError("chest_pain_mix needs four non-negative probabilities")
         if not math.isclose(sum(self.chest_pain_mix), 1.0, abs_tol=1e-6):
             raise ConfigurationError("chest_pain_mix must sum to 1")
+        if not 0.0 < self.fasting_sugar_rate < 1.0:
+            raise ConfigurationError("fasting_sugar_rate must be strictly between 0 and 1")
         if self.age_sd <= 0:
             raise ConfigurationError("age_sd must be positive")
         if not (0.3 <= self.heart_rate_fraction <= 1.2 and 0.5 <= self.heart_rate_scale <= 1.5):

@@ -83,6 +83,8 @@ def test_as_medical_records_types_and_missing() -> None:
         ({"age": [63.5, 45]}, "not a whole number"),
         ({"sex": [1, 2]}, "'sex', row 1"),
         ({"bloodPressure": [0, 120]}, "'bloodPressure', row 0"),
+        ({"bloodPressure": [120, 1e6]}, "'bloodPressure', row 1: outside 50..260"),
+        ({"age": [float("inf"), 45]}, "'age', row 0: outside"),
     ],
 )
 def test_bad_values_are_refused_with_column_and_row(

@@ -150,6 +150,7 @@ def test_large_site_is_vectorized() -> None:
         {"chest_pain_mix": (0.5, 0.5, 0.5, 0.5)},
         {"chest_pain_mix": (1.2, -0.2, 0.0, 0.0)},
         {"age_sd": 0.0},
+        {"fasting_sugar_rate": 0.0},
         {"heart_rate_scale": 3.0},
         {"name": "../escape"},
     ],
