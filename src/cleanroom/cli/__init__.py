@@ -6,6 +6,7 @@ Errors print one line on stderr (never a traceback) and exit with the status tha
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -35,14 +36,22 @@ def version() -> None:
     typer.echo(__version__)
 
 
+#: Modules that register sub-commands on ``app`` when imported (add yours here).
+COMMAND_MODULES: tuple[str, ...] = (
+    "contract",
+    "data",
+    "data_gen",
+    "demo",
+    "keys",
+    "ledger",
+    "verifier",
+)
+
+
 def _register() -> None:
-    # Sub-command groups live in their own modules; importing them here keeps
-    # `cleanroom --help` complete while each module stays small.
-    from cleanroom.cli import data_gen  # noqa: F401
-    from cleanroom.cli import data, keys  # noqa: F401
-    from cleanroom.cli import demo  # noqa: F401
-    from cleanroom.cli import contract, ledger  # noqa: F401
-    from cleanroom.cli import verifier  # noqa: F401
+    # Each command group lives in its own small module; importing it registers it.
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"cleanroom.cli.{name}")
 
 
 # typer vendors its own click; reach its exception base through a public typer name.
