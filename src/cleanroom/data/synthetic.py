@@ -277,7 +277,7 @@ def _profile(index: int, seed: int) -> SiteProfile:
         age_sd=base.age_sd * rng.uniform(0.9, 1.1),
         male_fraction=frac(base.male_fraction, 0.08, 0.3, 0.99),
         smoker_rate=frac(base.smoker_rate, 0.08, 0.05, 0.8),
-        chest_pain_mix=(float(mix[0]), float(mix[1]), float(mix[2]), float(1.0 - mix[:3].sum())),
+        chest_pain_mix=(float(mix[0]), float(mix[1]), float(mix[2]), float(mix[3])),
         fasting_sugar_rate=rate(base.fasting_sugar_rate),
         bp_shift=base.bp_shift + rng.normal(0.0, 3.0),
         cholesterol_shift=base.cholesterol_shift + rng.normal(0.0, 8.0),
