@@ -338,7 +338,14 @@ class PartyClient:
                 continue
             cipher = self._cipher(spec)
             plain = cipher.decrypt_many([rows[i][spec.name] for i in present])
-            values = denormalize_many(plain, spec.column_type.sql_type)
+            sql_type = spec.column_type.sql_type
+            if spec.column_type.is_integer:
+                # Few distinct values (ages, codes): read each one once.
+                distinct = list(set(plain))
+                memo = dict(zip(distinct, denormalize_many(distinct, sql_type), strict=True))
+                values = [memo[data] for data in plain]
+            else:
+                values = denormalize_many(plain, sql_type)
             for index, value in zip(present, values, strict=True):
                 rows[index][spec.name] = value
         return rows

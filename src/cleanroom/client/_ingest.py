@@ -148,7 +148,14 @@ def _normalize_column(
     sql_type = spec.column_type.sql_type
     present = [i for i, v in enumerate(values) if v is not None]
     try:
-        normalized = normalize_many([values[i] for i in present], sql_type)
+        if spec.column_type.is_integer:
+            # Integer columns have few distinct values (ages, codes): normalize each once.
+            memo: dict[Any, bytes] = {}
+            for value in {values[i] for i in present}:
+                memo[value] = normalize(value, sql_type)
+            normalized = [memo[values[i]] for i in present]
+        else:
+            normalized = normalize_many([values[i] for i in present], sql_type)
     except NormalizationError:
         for index in present:  # find the first bad one, for the message
             try:

