@@ -159,6 +159,12 @@ class KbsClient:
         self._key = new_ephemeral_key()
         self._token = None
 
+    def __enter__(self) -> KbsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def fetch_cek(
     broker: str | httpx.Client,

@@ -48,15 +48,16 @@ _ALGORITHMS = [ALG, ENC]
 def check_tee_pubkey(jwk: Any) -> dict[str, str]:
     """``jwk`` if it is a public EC JWK this broker can seal to, else :class:`EvidenceError`.
 
-    Required: ``kty: "EC"``, ``crv`` in :data:`CURVES`, ``x``, ``y``, ``alg:
-    "ECDH-ES+A256KW"`` (Trustee requires ``alg``), no private member, a point on the curve.
+    Required: ``kty: "EC"``, ``crv`` in :data:`CURVES`, ``x``, ``y``, a point on the curve,
+    no private member; ``alg``, if present, ``"ECDH-ES+A256KW"`` (Trustee's KBS requires
+    it, so :func:`tee_pubkey_of` always sends it; a key without it is sealed to the same way).
     """
     if not isinstance(jwk, Mapping):
         raise EvidenceError("tee-pubkey must be a JWK object")
     if "d" in jwk or jwk.get("kty") != "EC" or jwk.get("crv") not in CURVES:
         raise EvidenceError("tee-pubkey must be a public EC P-256 or P-521 JWK")
-    if jwk.get("alg") != ALG:
-        raise EvidenceError(f"tee-pubkey must carry alg {ALG!r}")
+    if jwk.get("alg", ALG) != ALG:
+        raise EvidenceError(f"tee-pubkey must be for alg {ALG!r}")
     if not all(isinstance(jwk.get(m), str) for m in ("x", "y")):
         raise EvidenceError("tee-pubkey needs string members x and y")
     allowed = {"kty", "crv", "x", "y", "alg", "kid", "use"}

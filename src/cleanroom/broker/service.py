@@ -79,7 +79,9 @@ TEE_NAMES: Mapping[str, str] = {
     "sgx": "sgx",
 }
 _VERSION = re.compile(r"^0\.[0-9]+\.[0-9]+$")
-_UNAUTHENTICATED_RULES = frozenset({"session", "nonce", "token", "evidence"})
+_UNAUTHENTICATED_RULES = frozenset(
+    {"session", "nonce", "token", "evidence", "report-data", "evidence-age"}
+)
 _ALGORITHMS = ["ES256"]
 
 
@@ -440,13 +442,13 @@ def create_app(
         now = broker.now()
         enclave: AttestedEnclave | None = None
         try:
+            document = await _json_body(request)
             session = broker.sessions.get(request.cookies.get(COOKIE), now=now)
             if session is None:
                 raise PolicyViolation("session", "no session (call /kbs/v0/auth) or it expired")
             nonce = broker.sessions.take_nonce(session)
             if nonce is None:
                 raise PolicyViolation("nonce", "this session's nonce was already used")
-            document = await _json_body(request)
             runtime_data = document.get("runtime-data")
             if not isinstance(runtime_data, dict) or set(runtime_data) != {"nonce", "tee-pubkey"}:
                 raise _Problem(400, "InvalidRequest", "runtime-data must be {nonce, tee-pubkey}")
