@@ -162,6 +162,59 @@ class PartyClient:
             allow_enclave_computations=allow_enclave_computations,
         )
 
+    def rotate_master_key(
+        self,
+        new_cmk_name: str,
+        *,
+        cek_name: str | None = None,
+        allow_enclave_computations: bool = True,
+    ) -> PartyKeys:
+        """Start a CMK rotation: a new CMK, and the CEK wrapped by it as a second value.
+
+        The CEK (and so every cell) stays the same. Until
+        :meth:`finish_master_key_rotation` drops the old value, either CMK unwraps it.
+        """
+        cek_label = cek_name or self.default_cek_name
+        check_identifier(new_cmk_name, "a column master key name")
+        if new_cmk_name in self._store.column_master_key_names():
+            raise StorageError(
+                f"column master key {new_cmk_name!r} is already registered in the store"
+            )
+        cek = self.column_encryption_key(cek_label)
+        key_path = self._key_store.create_master_key(new_cmk_name.lower())
+        signature = (
+            sign_cmk_metadata(self._key_store, key_path, allow_enclave_computations=True)
+            if allow_enclave_computations
+            else None
+        )
+        self._store.add_column_master_key(
+            ColumnMasterKeyInfo(
+                name=new_cmk_name,
+                key_store_provider_name=self._key_store.provider_name,
+                key_path=key_path,
+                allow_enclave_computations=allow_enclave_computations,
+                signature=signature,
+            )
+        )
+        blob = wrap_cek(cek, self._key_store, key_path)
+        self._store.add_column_encryption_key_value(
+            cek_label, ColumnEncryptionKeyValue(new_cmk_name, blob)
+        )
+        _log.info("party %s wrapped %s under a second CMK %s", self._party, cek_label, new_cmk_name)
+        return PartyKeys(
+            column_master_key=new_cmk_name,
+            key_store_provider_name=self._key_store.provider_name,
+            key_path=key_path,
+            column_encryption_key=cek_label,
+            allow_enclave_computations=allow_enclave_computations,
+        )
+
+    def finish_master_key_rotation(self, old_cmk_name: str, *, cek_name: str | None = None) -> None:
+        """End a CMK rotation: drop the CEK value wrapped by ``old_cmk_name``."""
+        self._store.drop_column_encryption_key_value(
+            cek_name or self.default_cek_name, old_cmk_name
+        )
+
     def column_encryption_key(self, name: str) -> ColumnEncryptionKey:
         """Unwrap the CEK ``name`` with this party's key store (tries each wrapped value)."""
         with self._lock:
