@@ -38,6 +38,7 @@ def version() -> None:
 
 #: Modules that register sub-commands on ``app`` when imported (add yours here).
 COMMAND_MODULES: tuple[str, ...] = (
+    "broker",
     "contract",
     "data",
     "data_gen",
