@@ -70,9 +70,42 @@ def _simulated_candidate(
 
 
 def _hardware_candidate(
-    evidence: Evidence, trusted_roots: Sequence[x509.Certificate], now: dt.datetime
+    evidence: Evidence,
+    now: dt.datetime,
+    collateral: str | bytes | None,
+    amd_cert_chain: bytes | Sequence[bytes] | None,
 ) -> _Candidate:
-    raise EvidenceError(f"{evidence.tee} evidence is not yet supported by this verifier")
+    """Verify real SEV-SNP/TDX/SGX evidence with the hardware package, then map its report."""
+    from cleanroom.attestation.hardware import verify_hardware_evidence
+
+    verified = verify_hardware_evidence(
+        evidence.tee,
+        evidence.raw,
+        aux=evidence.aux,
+        collateral=collateral,
+        amd_cert_chain=amd_cert_chain,
+        now=now,
+    )
+    report = verified.report
+    return _Candidate(
+        tee=report.tee,
+        measurement=report.measurement,
+        config_id=None if report.config_id is None else report.config_id.hex(),
+        svn=report.svn,
+        debug=report.debug,
+        report_data=report.report_data,
+        signer=report.signer,
+        product_id=report.product_id,
+        rtmrs=tuple(report.rtmrs),
+        tcb_status=verified.tcb_status,
+        extra={
+            "root": verified.root,
+            "endorsement": verified.endorsement,
+            "checks": list(verified.checks),
+            "advisory-ids": list(verified.advisory_ids),
+            "report": dict(report.extra),
+        },
+    )
 
 
 def _svn_at_least(svn: int | str, policy: AttestationPolicy) -> bool:
@@ -143,6 +176,8 @@ def _appraise(
     now: dt.datetime | None,
     nonce: str | None,
     tee_pubkey: Mapping[str, Any] | None,
+    collateral: str | bytes | None,
+    amd_cert_chain: bytes | Sequence[bytes] | None,
 ) -> VerifiedClaims:
     if not isinstance(evidence, Evidence):
         raise EvidenceError("evidence must be a cleanroom.tee.Evidence")
@@ -152,7 +187,7 @@ def _appraise(
     if evidence.tee == "simulated":
         candidate = _simulated_candidate(evidence, trusted_roots, when)
     else:
-        candidate = _hardware_candidate(evidence, trusted_roots, when)
+        candidate = _hardware_candidate(evidence, when, collateral, amd_cert_chain)
     _apply_policy(candidate, policy, expected_report_data, when, nonce is not None)
     if candidate.tee == "simulated":
         _log.warning(
@@ -188,6 +223,8 @@ def verify(
     nonce: str,
     runtime_data: Mapping[str, Any],
     trusted_roots: Sequence[x509.Certificate] = (),
+    collateral: str | bytes | None = None,
+    amd_cert_chain: bytes | Sequence[bytes] | None = None,
     now: dt.datetime | None = None,
 ) -> VerifiedClaims:
     """Appraise ``evidence`` bound to a verifier ``nonce`` and the enclave's ``runtime_data``.
@@ -196,7 +233,11 @@ def verify(
     ``nonce`` must equal ``nonce`` and REPORTDATA must equal
     :func:`~cleanroom.attestation.report_data_for_runtime_data` of it. The caller must have
     *consumed* ``nonce`` from its :class:`NonceStore` (single use, expiry) before calling.
-    ``trusted_roots`` are the roots for simulated evidence (the simulation root CA).
+    ``trusted_roots`` are the roots for simulated evidence (the simulation root CA). Real
+    evidence is verified by :func:`cleanroom.attestation.hardware.verify_hardware_evidence`
+    against its pinned AMD/Intel roots: SEV-SNP needs ``Evidence.aux`` (the certificate
+    table) and, for a VLEK, ``amd_cert_chain``; SGX/TDX take DCAP ``collateral`` (without
+    it there is no TCB status, which the policy refuses unless ``allow_unknown_tcb``).
 
     Raises :class:`EvidenceError` (malformed, bad signature or chain) or
     :class:`PolicyViolation` naming the failed rule.
@@ -219,6 +260,8 @@ def verify(
         now=now,
         nonce=nonce,
         tee_pubkey=tee_pubkey,
+        collateral=collateral,
+        amd_cert_chain=amd_cert_chain,
     )
 
 
@@ -228,6 +271,8 @@ def verify_bound(
     *,
     report_data: bytes,
     trusted_roots: Sequence[x509.Certificate] = (),
+    collateral: str | bytes | None = None,
+    amd_cert_chain: bytes | Sequence[bytes] | None = None,
     now: dt.datetime | None = None,
 ) -> VerifiedClaims:
     """Appraise ``evidence`` whose REPORTDATA must equal ``report_data`` (e.g. RA-TLS claims).
@@ -246,4 +291,6 @@ def verify_bound(
         now=now,
         nonce=None,
         tee_pubkey=None,
+        collateral=collateral,
+        amd_cert_chain=amd_cert_chain,
     )

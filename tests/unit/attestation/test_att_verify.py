@@ -230,7 +230,7 @@ def test_an_untrusted_root_or_expired_platform_cert_is_an_evidence_error(
         _verify(evidence, _policy(max_evidence_age=None), launcher, tee_jwk, now=far)
 
 
-def test_hardware_evidence_without_a_verifier_is_an_evidence_error(
+def test_malformed_hardware_evidence_is_an_evidence_error(
     launcher: SimulatedLauncher, tee_jwk: Any
 ) -> None:
     with pytest.raises(EvidenceError):
