@@ -88,7 +88,7 @@ def verify(
         raise ConfigurationError("give a JSON Lines file or --ledger-id (one of them)")
     if file is not None:
         try:
-            lines = file.read_text(encoding="utf-8").splitlines()
+            lines = file.read_text(encoding="utf-8").split("\n")
         except (OSError, UnicodeDecodeError):
             raise ConfigurationError(f"cannot read {str(file)!r}") from None
         entries = read_jsonl(lines)

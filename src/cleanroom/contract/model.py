@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
 import rfc8785
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -55,6 +56,7 @@ METRICS: tuple[str, ...] = (
 TEE_TYPES: tuple[str, ...] = ("simulated", "sev-snp", "tdx", "sgx")
 
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,47}$"
+_MAX_SAFE_INT = 2**53 - 1
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _URL = re.compile(r"^(https?)://([^/?#@\s]+)(/[^\s]*)?$")
 
@@ -87,7 +89,10 @@ UtcDatetime = Annotated[
 ]
 
 
-def _unique(values: list[Any], what: str) -> list[Any]:
+_Seq = TypeVar("_Seq", bound=Sequence[Any])
+
+
+def _unique(values: _Seq, what: str) -> _Seq:
     if len(set(values)) != len(values):
         raise ValueError(f"{what} must not repeat")
     return values
@@ -198,7 +203,9 @@ class Dataset(_Strict):
     schema_name: Identifier = Field(
         alias="schema", description="The dataset schema the table follows, e.g. medical_record."
     )
-    min_rows: int = Field(ge=1, description="The job stops if this party has fewer rows.")
+    min_rows: int = Field(
+        ge=1, le=10**12, description="The job stops if this party has fewer rows."
+    )
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True
@@ -219,22 +226,38 @@ class Algorithm(_Strict):
     """What the enclave trains and how it evaluates."""
 
     name: AlgorithmName
-    features: list[Identifier] = Field(min_length=1)
+    features: tuple[Identifier, ...] = Field(min_length=1)
     label: Identifier
     hyperparameters: dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,63}$")], HyperValue] = (
         Field(default_factory=dict)
     )
     split: Split
-    metrics: list[MetricName] = Field(min_length=1)
+    metrics: tuple[MetricName, ...] = Field(min_length=1)
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _portable_numbers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for item in value.values():
+            if isinstance(item, bool):
+                continue
+            if isinstance(item, int) and abs(item) > _MAX_SAFE_INT:
+                raise ValueError("integers must stay within ±(2**53 - 1)")
+            # RFC 8785 prints an integral double below 1e21 without an exponent, which a
+            # JSON parser reads back as an integer: keep those within the safe range.
+            if isinstance(item, float) and (
+                not math.isfinite(item) or (item.is_integer() and _MAX_SAFE_INT < abs(item) < 1e21)
+            ):
+                raise ValueError("numbers must be finite; integral ones within ±(2**53 - 1)")
+        return value
 
     @field_validator("features")
     @classmethod
-    def _features_unique(cls, value: list[str]) -> list[str]:
+    def _features_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _unique(value, "features")
 
     @field_validator("metrics")
     @classmethod
-    def _metrics_unique(cls, value: list[str]) -> list[str]:
+    def _metrics_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _unique(value, "metrics")
 
     @model_validator(mode="after")
@@ -247,11 +270,11 @@ class Algorithm(_Strict):
 class Enclave(_Strict):
     """The code everyone approved and where it may run."""
 
-    tee_types: list[TeeType] = Field(min_length=1)
-    reference_measurements: list[
-        Annotated[str, Field(pattern=r"^(?:[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$")]
+    tee_types: tuple[TeeType, ...] = Field(min_length=1)
+    reference_measurements: tuple[
+        Annotated[str, Field(pattern=r"^(?:[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$")], ...
     ] = Field(min_length=1, description="Lowercase hex measurements of the approved enclave.")
-    min_svn: int = Field(default=0, ge=0)
+    min_svn: int = Field(default=0, ge=0, le=2**32 - 1)
     allow_simulation: bool = Field(
         default=False,
         description="Accept the simulated (debug, insecure) TEE. Must be true exactly when "
@@ -260,7 +283,7 @@ class Enclave(_Strict):
 
     @field_validator("tee_types", "reference_measurements")
     @classmethod
-    def _no_repeats(cls, value: list[str]) -> list[str]:
+    def _no_repeats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _unique(value, "the list")
 
     @model_validator(mode="after")
@@ -277,16 +300,16 @@ class MetricGrant(_Strict):
     """Which metrics one party receives."""
 
     party: Identifier
-    metrics: list[MetricName] = Field(min_length=1)
+    metrics: tuple[MetricName, ...] = Field(min_length=1)
 
 
 class Outputs(_Strict):
     """Who receives what. An empty ``model_recipients`` keeps the model in the enclave."""
 
-    model_recipients: list[Identifier] = Field(default_factory=list)
-    metrics: list[MetricGrant] = Field(default_factory=list)
-    collaboration_report: list[Identifier] = Field(
-        default_factory=list, description="Parties that receive the per-party gain report."
+    model_recipients: tuple[Identifier, ...] = Field(default=())
+    metrics: tuple[MetricGrant, ...] = Field(default=())
+    collaboration_report: tuple[Identifier, ...] = Field(
+        default=(), description="Parties that receive the per-party gain report."
     )
 
 
@@ -300,7 +323,7 @@ class ScoringGrant(_Strict):
 class Scoring(_Strict):
     """The scoring API policy. No callers: no scoring."""
 
-    callers: list[ScoringGrant] = Field(default_factory=list)
+    callers: tuple[ScoringGrant, ...] = Field(default=())
     probability_decimals: int = Field(
         default=2, ge=0, le=6, description="Probabilities are rounded to this many decimals."
     )
@@ -311,11 +334,11 @@ class Contract(_Strict):
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     title: Annotated[str, Field(min_length=1, max_length=200)]
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=10**9)
     created: UtcDatetime
     expires: UtcDatetime
-    parties: list[Party] = Field(min_length=1)
-    datasets: list[Dataset] = Field(min_length=1)
+    parties: tuple[Party, ...] = Field(min_length=1)
+    datasets: tuple[Dataset, ...] = Field(min_length=1)
     algorithm: Algorithm
     enclave: Enclave
     outputs: Outputs = Field(default_factory=Outputs)

@@ -88,6 +88,14 @@ def canonical_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     if len(data) > MAX_PAYLOAD_BYTES:
         raise LedgerError(f"the ledger payload exceeds {MAX_PAYLOAD_BYTES} bytes")
     result: dict[str, Any] = json.loads(data)
+    # An integral float of 2**53 or more prints as an integer RFC 8785 then refuses to read
+    # back: refuse it now rather than write an entry that cannot be hashed again.
+    try:
+        stable = rfc8785.dumps(result) == data
+    except rfc8785.CanonicalizationError:
+        stable = False
+    if not stable:
+        raise LedgerError("the ledger payload holds a number beyond ±2**53 (not portable JSON)")
     return result
 
 
@@ -359,9 +367,10 @@ def read_jsonl(lines: Iterable[str]) -> list[LedgerEntry]:
 
 
 def to_jsonl(entries: Iterable[LedgerEntry]) -> str:
-    """JSON Lines text of ``entries`` (compact, sorted members, one per line)."""
+    """JSON Lines text of ``entries`` (compact, sorted members, one per line, pure ASCII —
+    so no character in a payload, U+2028 or U+0085 included, can split a line)."""
     return "".join(
-        json.dumps(e.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+        json.dumps(e.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n"
         for e in entries
     )
 

@@ -99,5 +99,5 @@ def test_insecure_simulation_measures_this_package(
     assert "simulated TEE (insecure)" in capsys.readouterr().err
     contract = Contract.from_json((workdir / "contract.json").read_text())
     assert contract.enclave.allow_simulation
-    assert contract.enclave.tee_types == ["simulated"]
+    assert contract.enclave.tee_types == ("simulated",)
     assert len(contract.enclave.reference_measurements[0]) == 96  # SHA-384

@@ -118,6 +118,19 @@ def test_inconsistent_documents_are_refused(
     _invalid(document, match)
 
 
+@pytest.mark.parametrize("value", [2**60, 2.0**60, float("nan"), float("inf")])
+def test_hyperparameters_stay_portable_json(document: dict[str, Any], value: Any) -> None:
+    document["algorithm"]["hyperparameters"]["x"] = value
+    _invalid(document, "algorithm.hyperparameters")
+
+
+def test_large_exponent_floats_round_trip(document: dict[str, Any]) -> None:
+    document["algorithm"]["hyperparameters"]["tiny"] = 1e-300
+    document["algorithm"]["hyperparameters"]["huge"] = 1e300
+    contract = Contract.from_mapping(document)
+    assert Contract.from_json(contract.canonical_bytes()).hash == contract.hash
+
+
 def test_shared_signing_key_is_refused(document: dict[str, Any]) -> None:
     document["parties"][1]["signing_key"] = document["parties"][0]["signing_key"]
     _invalid(document, "party signing keys must not repeat")

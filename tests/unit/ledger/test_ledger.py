@@ -219,6 +219,8 @@ def test_payload_and_kind_rules(store: Store, enclave_key: SigningKey) -> None:
         ledger.append("job.trained", {"loss": float("nan")})
     with pytest.raises(LedgerError, match="canonicalizable"):
         ledger.append("job.trained", {"big": 2**60})
+    with pytest.raises(LedgerError, match="beyond"):
+        ledger.append("job.trained", {"big": 2.0**53})
     with pytest.raises(LedgerError, match="exceeds"):
         ledger.append("job.trained", {"blob": "x" * 70_000})
     with pytest.raises(LedgerError, match="JSON object"):
