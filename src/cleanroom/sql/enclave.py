@@ -1,0 +1,391 @@
+"""The enclave side of enclave-enabled SQL: sessions, package checks, computations on plaintext.
+
+An :class:`Enclave` lives in the enclave host process (the query engine calls it in
+process; on real hardware it is the code inside the TEE). It
+
+1. **attests**: for each client session it makes an ephemeral ECDH P-384 key, binds its
+   public JWK and the client's nonce into REPORTDATA and returns the platform's evidence
+   (:meth:`Enclave.attest`), then derives the session key from the client's ECDH key;
+2. **opens packages**: :meth:`Enclave.begin` decrypts an enclave package with the session
+   key and refuses it unless its query hash is SHA-256 of the very statement text it is asked
+   to run and its counter is higher than every counter that session used before;
+3. **computes without returning plaintext**: the statement it verified is parsed *here*, so
+   the host cannot ask for another predicate; predicate results are row positions, ORDER BY
+   results are permutations, MIN/MAX are cells re-encrypted under the column's key. The only
+   exception is the one the statement asks for: ``ALTER COLUMN`` to plaintext decrypts.
+
+Keys in a package are usable for that one statement: :meth:`EnclaveStatement.close` zeroes
+them, and a new statement needs a new package.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from cleanroom.crypto import (
+    CellCipher,
+    EncryptionType,
+    denormalize,
+    normalize_many,
+)
+from cleanroom.errors import DecryptionError, QueryError
+from cleanroom.sql import package as pkg
+from cleanroom.sql.evaluate import (
+    ColumnBinding,
+    ColumnData,
+    decrypt_column,
+    evaluate,
+    extreme,
+    ordering,
+    plain_column,
+    split,
+)
+from cleanroom.sql.parser import (
+    AlterColumnPlan,
+    Param,
+    ParamKey,
+    SelectPlan,
+    leaf_values,
+    leaves,
+    parse,
+)
+from cleanroom.tee import Evidence, Platform
+
+_log = logging.getLogger("cleanroom.sql.enclave")
+
+#: Message prefix of the error for an unknown or evicted session (SQL Server error 33195).
+SESSION_INVALID: Final = "invalid enclave session"
+DEFAULT_MAX_SESSIONS: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationInfo:
+    """What the enclave returns for attestation parameters (result set 3 of the describe).
+
+    ``runtime_data`` is ``{"nonce", "tee-pubkey"}`` whose hash the evidence binds;
+    ``enclave_dh`` is the ECK3 blob of the same key the JWK describes.
+    """
+
+    session_id: int
+    evidence: Evidence
+    runtime_data: Mapping[str, Any]
+    enclave_dh: bytes = field(repr=False)
+
+
+@dataclass(slots=True)
+class _Session:
+    key: bytes = field(repr=False)
+    last_counter: int = -1
+
+
+class LauncherPlatform:
+    """An in-process :class:`~cleanroom.tee.Platform` backed by a ``SimulatedLauncher``.
+
+    For running the enclave inside the engine's own process on the simulated TEE
+    (development only; the launcher's ``allow_simulation=True`` already said so). The
+    measurement is the launcher's measurement of the bundle (``prepare_bundle``), so the
+    same reference value admits this in-process enclave and a launched one.
+    """
+
+    def __init__(self, launcher: Any, *, measurement: str, config_id: bytes | None = None) -> None:
+        self._launcher = launcher
+        self._measurement = measurement
+        self._config_id = config_id
+
+    @property
+    def tee(self) -> str:
+        """Always ``"simulated"``."""
+        return "simulated"
+
+    def evidence(self, report_data: bytes) -> Evidence:
+        """Evidence signed by the launcher for ``report_data``."""
+        result = self._launcher.sign_report(
+            measurement=self._measurement, config_id=self._config_id, report_data=report_data
+        )
+        assert isinstance(result, Evidence)
+        return result
+
+    def __repr__(self) -> str:
+        return f"LauncherPlatform(measurement={self._measurement[:16]}...)"
+
+
+def simulated_enclave(
+    launcher: Any, *, config_id: bytes | None = None, max_sessions: int = DEFAULT_MAX_SESSIONS
+) -> tuple[Enclave, str]:
+    """An in-process :class:`Enclave` on the simulated TEE, and its measurement (hex).
+
+    ``launcher`` is a :class:`~cleanroom.tee.SimulatedLauncher` (built with
+    ``allow_simulation=True``). The measurement is that of the bundle the launcher would
+    run; put it in the client's policy ``allowed_measurements``. Development only.
+    """
+    import shutil
+
+    bundle = launcher.prepare_bundle()
+    shutil.rmtree(bundle.path, ignore_errors=True)
+    platform = LauncherPlatform(launcher, measurement=bundle.measurement, config_id=config_id)
+    return Enclave(platform, max_sessions=max_sessions), bundle.measurement
+
+
+class Enclave:
+    """Sessions with clients and the computations they allow (see the module docstring).
+
+    ``platform`` produces the evidence. At most ``max_sessions`` sessions are kept; the
+    oldest is forgotten first (its client re-attests on :data:`SESSION_INVALID`).
+    """
+
+    def __init__(self, platform: Platform, *, max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
+        if max_sessions < 1:
+            raise QueryError("max_sessions must be at least 1")
+        self._platform = platform
+        self._max_sessions = max_sessions
+        self._sessions: OrderedDict[int, _Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Enclave(platform={self._platform!r}, sessions={len(self._sessions)})"
+
+    def attest(self, parameters: bytes) -> AttestationInfo:
+        """Start a session for the client whose nonce and ECDH key ``parameters`` carry."""
+        nonce, client_public = pkg.parse_attestation_parameters(parameters)
+        private = pkg.new_ecdh_key()
+        jwk = pkg.jwk_of(private.public_key())
+        runtime_data = {"nonce": nonce, "tee-pubkey": jwk}
+        from cleanroom.attestation import report_data_for
+
+        evidence = self._platform.evidence(report_data_for(nonce, jwk))
+        key = pkg.derive_session_key(private, client_public)
+        session_id = secrets.randbits(63)
+        with self._lock:
+            self._sessions[session_id] = _Session(key)
+            while len(self._sessions) > self._max_sessions:
+                self._sessions.popitem(last=False)
+        return AttestationInfo(
+            session_id=session_id,
+            evidence=evidence,
+            runtime_data=runtime_data,
+            enclave_dh=pkg.eck3_blob(private.public_key()),
+        )
+
+    def begin(
+        self,
+        package: bytes,
+        statement: str,
+        *,
+        columns: Mapping[str, ColumnBinding],
+        parameters: Mapping[ParamKey, Any],
+        target: ColumnBinding | None = None,
+    ) -> EnclaveStatement:
+        """Open ``package`` for ``statement`` and return a handle to compute with its keys.
+
+        Refuses (:class:`QueryError`) a package for an unknown session, bound to another
+        statement text, or whose counter is not above every counter seen in its session;
+        :class:`DecryptionError` if it does not decrypt under the session key.
+        """
+        session_id = pkg.package_session_id(package)
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise QueryError(f"{SESSION_INVALID}: attest again")
+            opened = pkg.open_package(package, session.key)
+            if opened.session_id != session_id:  # pragma: no cover - same bytes
+                raise DecryptionError()
+            if not pkg.same_hash(opened.query_hash, pkg.query_hash(statement)):
+                _zero(opened.keys)
+                raise QueryError("the enclave package is bound to another statement: refused")
+            if opened.counter <= session.last_counter:
+                _zero(opened.keys)
+                raise QueryError("the enclave package counter was already used: replay refused")
+            session.last_counter = opened.counter
+        keys = {key.key_id: key for key in opened.keys}
+        try:
+            return EnclaveStatement(parse(statement), keys, columns, parameters, target)
+        except BaseException:
+            _zero(opened.keys)
+            raise
+
+
+def _zero(keys: Sequence[pkg.PackageKey]) -> None:
+    for key in keys:
+        key.cek.zero()
+
+
+class EnclaveStatement:
+    """The enclave's computations for one verified statement. Close it when done."""
+
+    def __init__(
+        self,
+        plan: SelectPlan | AlterColumnPlan,
+        keys: Mapping[int, pkg.PackageKey],
+        columns: Mapping[str, ColumnBinding],
+        parameters: Mapping[ParamKey, Any],
+        target: ColumnBinding | None,
+    ) -> None:
+        self._plan = plan
+        self._keys = dict(keys)
+        self._columns = dict(columns)
+        self._ciphers: dict[str, CellCipher] = {}
+        for name, binding in self._columns.items():
+            if binding.encrypted and binding.key_id is not None and binding.key_id in self._keys:
+                self._ciphers[name] = self._cipher_for(binding)
+        self._target = target
+        if isinstance(plan, SelectPlan):
+            _, self._residual = split(plan.where, self._columns)
+            self._params = self._decrypt_parameters(plan, parameters)
+        else:
+            self._residual = ()
+            self._params = {}
+
+    def _cipher_for(self, binding: ColumnBinding) -> CellCipher:
+        key = self._keys.get(binding.key_id if binding.key_id is not None else -1)
+        if key is None or binding.key_md_version is None:
+            raise QueryError(f"the enclave package carries no key for column {binding.name!r}")
+        if not pkg.same_hash(key.key_md_version, binding.key_md_version):
+            raise QueryError(f"the key metadata of column {binding.name!r} changed: describe again")
+        return CellCipher(key.cek, EncryptionType.parse(binding.encryption or "randomized"))
+
+    def _cipher(self, column: str) -> CellCipher:
+        cipher = self._ciphers.get(column)
+        if cipher is None:
+            raise QueryError(f"the enclave package carries no key for column {column!r}")
+        return cipher
+
+    def _decrypt_parameters(
+        self, plan: SelectPlan, parameters: Mapping[ParamKey, Any]
+    ) -> dict[ParamKey, Any]:
+        out: dict[ParamKey, Any] = {}
+        for leaf in leaves(plan.where):
+            binding = self._columns[leaf.column]
+            for value in leaf_values(leaf):
+                if not isinstance(value, Param) or value.key in out:
+                    continue
+                if value.key not in parameters:
+                    raise QueryError(f"no value for parameter {_shown(value.key)}")
+                given = parameters[value.key]
+                if given is None or not binding.encrypted:
+                    out[value.key] = given
+                elif leaf.column in self._ciphers:
+                    plain = self._cipher(leaf.column).decrypt(given)
+                    out[value.key] = denormalize(plain, binding.sql_type)
+        return out
+
+    # -- SELECT -------------------------------------------------------------------------
+
+    def _data(
+        self, batch: Mapping[str, Sequence[Any]], names: Sequence[str]
+    ) -> dict[str, ColumnData]:
+        data: dict[str, ColumnData] = {}
+        for name in names:
+            binding = self._columns[name]
+            values = batch[name]
+            if binding.encrypted:
+                data[name] = decrypt_column(values, self._cipher(name), binding.sql_type)
+            else:
+                data[name] = plain_column(values, binding)
+        return data
+
+    @property
+    def residual_columns(self) -> tuple[str, ...]:
+        """The columns the residual predicate reads (what :meth:`filter` needs)."""
+        names = dict.fromkeys(leaf.column for term in self._residual for leaf in leaves(term))
+        return tuple(names)
+
+    def filter(self, batch: Mapping[str, Sequence[Any]]) -> npt.NDArray[np.intp]:
+        """Positions of the rows of ``batch`` where the statement's residual predicate holds."""
+        names = self.residual_columns
+        if not names:
+            rows = len(next(iter(batch.values()))) if batch else 0
+            return np.arange(rows, dtype=np.intp)
+        return evaluate(self._residual, self._data(batch, names), self._params)
+
+    def order(self, batch: Mapping[str, Sequence[Any]]) -> npt.NDArray[np.intp]:
+        """The permutation that sorts ``batch`` by the statement's ORDER BY."""
+        plan = self._plan
+        if not isinstance(plan, SelectPlan) or not plan.order:
+            raise QueryError("the statement has no ORDER BY")
+        names = list(dict.fromkeys(k.column for k in plan.order))
+        data = self._data(batch, names)
+        return ordering([(data[k.column], k.descending) for k in plan.order])
+
+    def extreme(
+        self, function: Literal["min", "max"], column: str, cells: Sequence[Any]
+    ) -> bytes | None:
+        """MIN/MAX of an encrypted column, as a cell freshly encrypted under its key."""
+        plan = self._plan
+        if not isinstance(plan, SelectPlan) or not any(
+            getattr(i, "function", None) == function and getattr(i, "column", None) == column
+            for i in plan.items
+        ):
+            raise QueryError(f"the statement computes no {function.upper()}({column})")
+        binding = self._columns[column]
+        cipher = self._cipher(column)
+        data = decrypt_column(cells, cipher, binding.sql_type)
+        best = extreme(data, function)
+        if best is None:
+            return None
+        return cipher.encrypt(cipher.decrypt(cells[best]))
+
+    # -- ALTER COLUMN -------------------------------------------------------------------
+
+    def transform(self, values: Sequence[Any]) -> list[Any]:
+        """Re-encode a batch of the altered column: encrypt, re-encrypt or decrypt it."""
+        plan = self._plan
+        target = self._target
+        if not isinstance(plan, AlterColumnPlan) or target is None:
+            raise QueryError("the statement is not an ALTER COLUMN")
+        if (target.encrypted != (plan.cek is not None)) or (
+            target.encrypted and target.encryption != plan.encryption
+        ):
+            raise QueryError("the target encoding does not match the statement")
+        source = self._columns[plan.column]
+        present = [i for i, v in enumerate(values) if v is not None]
+        items = [values[i] for i in present]
+        if source.encrypted:
+            plain = self._cipher(plan.column).decrypt_many(items)
+        else:
+            plain = normalize_many(items, source.sql_type)
+        if target.encrypted:
+            converted: list[Any] = self._cipher_for(target).encrypt_many(plain)
+        else:
+            from cleanroom.crypto import denormalize_many
+
+            converted = list(denormalize_many(plain, target.sql_type))
+        out: list[Any] = [None] * len(values)
+        for index, value in zip(present, converted, strict=True):
+            out[index] = value
+        return out
+
+    def close(self) -> None:
+        """Zero the statement's keys; the handle is unusable afterwards."""
+        _zero(list(self._keys.values()))
+        self._keys.clear()
+        self._ciphers.clear()
+
+    def __enter__(self) -> EnclaveStatement:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _shown(key: ParamKey) -> str:
+    return f"#{key + 1}" if isinstance(key, int) else f"@{key}"
+
+
+__all__ = [
+    "DEFAULT_MAX_SESSIONS",
+    "SESSION_INVALID",
+    "AttestationInfo",
+    "Enclave",
+    "EnclaveStatement",
+    "LauncherPlatform",
+    "simulated_enclave",
+]
