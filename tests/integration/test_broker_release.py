@@ -33,6 +33,7 @@ from cleanroom.broker import (
     BrokerSettings,
     DecisionLog,
     KbsClient,
+    add_veto,
     create_app,
     fetch_cek,
     verify_decision_log,
@@ -235,6 +236,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "unsigned": _document(keys, m, id_="unsigned", parties=(A, B), datasets=[_ds(A), _ds(B)]),
         "revocable": _document(keys, m, id_="revocable", parties=(A, B), datasets=[_ds(A), _ds(B)]),
         "only_b": _document(keys, m, id_="only-b", parties=(B,), datasets=[_ds(B)]),
+        "vetoable": _document(keys, m, id_="vetoable", parties=(A, B), datasets=[_ds(A), _ds(B)]),
     }
     contracts = {name: Contract.from_mapping(doc) for name, doc in documents.items()}
     for name, contract in contracts.items():
@@ -266,6 +268,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             simulation_roots=[launcher.root_certificate] if insecure else (),
             verifier_jwks=jwks,
             verifier_issuer=VERIFIER_ISSUER,
+            veto_file=root / "vetoes" / f"{name}.txt",
         )
         app = create_app(
             settings,
@@ -595,6 +598,22 @@ def test_revocation_takes_effect_on_the_next_request(world: World, http: Any) ->
     entries = DecisionLog(world.logs[A]).entries()
     assert entries[-1]["reason"] == "in-force"
     assert entries[-1]["contract"] == contract.hash
+
+
+def test_the_partys_own_veto_takes_effect_on_the_next_request(world: World, http: Any) -> None:
+    contract = world.contracts["vetoable"]
+    broker = http(A)
+    reply, _ = _attest(broker, world.platform(contract))
+    assert reply.status_code == 200
+    assert broker.get(f"/kbs/v0/resource/{A}/cek/CEK_{A}").status_code == 200
+    # The registry still says "in force" (the operator may have deleted a revocation).
+    assert world.registry.status(contract.hash).in_force
+    add_veto(world.workdir / "vetoes" / f"{A}.txt", contract.hash)
+    problem = _refusal(broker.get(f"/kbs/v0/resource/{A}/cek/CEK_{A}"), 403, "in-force")
+    assert "vetoed" in problem["detail"]
+    # Only A's broker: B still releases its own key under the contract.
+    fetched = fetch_cek(http(B), platform=world.platform(contract), party=B, cek_name=f"CEK_{B}")
+    assert fetched == world.clients[B].column_encryption_key(f"CEK_{B}")
 
 
 def test_malformed_requests(world: World, http: Any) -> None:

@@ -20,6 +20,8 @@ from cleanroom.broker.policy import (
     ContractAuthority,
     ReleasePolicy,
     ResourcePath,
+    add_veto,
+    read_vetoes,
 )
 from cleanroom.broker.service import RECEIPT_HEADER, BrokerSettings, create_app
 from cleanroom.broker.sessions import COOKIE, AttestedEnclave
@@ -39,8 +41,10 @@ __all__ = [
     "KeyRelease",
     "ReleasePolicy",
     "ResourcePath",
+    "add_veto",
     "create_app",
     "fetch_cek",
+    "read_vetoes",
     "seal",
     "unseal",
     "verify_decision_log",

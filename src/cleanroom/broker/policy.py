@@ -8,8 +8,9 @@ Checked in this order; the first rule that fails refuses the request with a
    age) — or an EAR token from the party's verifier does;
 2. ``config-id``: the TEE reports a contract hash; ``contract``: the store knows it;
    ``party``: it names this party; ``in-force``: every party signed it, none revoked,
-   not expired — re-read from the registry on **every** request, so a revocation takes
-   effect on the next one;
+   not expired, and this party's own veto list (a file the operator cannot edit, see
+   :func:`add_veto`) does not name it — all re-read on **every** request, so a
+   revocation takes effect on the next one;
 3. ``tee``, ``simulation``, ``debug``: the TEE type is one the contract accepts; simulated
    or debug evidence only when the contract allows simulation **and** this broker runs with
    ``insecure_simulation`` (each acceptance warns);
@@ -27,9 +28,11 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from cleanroom.attestation import AttestationPolicy
@@ -37,6 +40,7 @@ from cleanroom.contract import Contract, ContractInfo, ContractStatus
 from cleanroom.crypto.keys import ColumnEncryptionKey
 from cleanroom.crypto.wrapping import unwrap_cek, verify_cmk_metadata
 from cleanroom.errors import (
+    ConfigurationError,
     ContractError,
     KeyStoreError,
     KeyWrapError,
@@ -130,6 +134,44 @@ class Authorization:
     enclave: AttestedEnclave
 
 
+def read_vetoes(path: Path) -> frozenset[str]:
+    """The contract hashes in a veto file (one per line, ``#`` comments); none if absent.
+
+    A file that cannot be read or holds anything but hashes raises
+    :class:`PolicyViolation` (rule ``in-force``): the broker then refuses every release.
+    """
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return frozenset()
+    except (OSError, UnicodeDecodeError):
+        raise PolicyViolation("in-force", "the party's veto list cannot be read") from None
+    hashes = set()
+    for line in text.splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if not _HASH.match(entry):
+            raise PolicyViolation("in-force", "the party's veto list is malformed")
+        hashes.add(entry)
+    return frozenset(hashes)
+
+
+def add_veto(path: Path, contract_hash: str) -> None:
+    """Append ``contract_hash`` to the veto file ``path`` (created 0600); idempotent."""
+    if not isinstance(contract_hash, str) or not _HASH.match(contract_hash):
+        raise ConfigurationError("a contract hash is 64 lowercase hex digits")
+    if contract_hash in read_vetoes(path):
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{contract_hash}\n".encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _contains(values: Sequence[str], wanted: str) -> bool:
     found = False
     for value in values:
@@ -153,6 +195,7 @@ class ReleasePolicy:
         key_store: KeyStore,
         insecure_simulation: bool = False,
         max_evidence_age: dt.timedelta = dt.timedelta(minutes=5),
+        veto_file: Path | None = None,
     ) -> None:
         if type(insecure_simulation) is not bool:
             raise TypeError("insecure_simulation must be a bool")
@@ -162,6 +205,7 @@ class ReleasePolicy:
         self._key_store = key_store
         self.insecure_simulation = insecure_simulation
         self._max_evidence_age = max_evidence_age
+        self._veto_file = veto_file
 
     def __repr__(self) -> str:
         return f"ReleasePolicy(party={self.party!r}, insecure={self.insecure_simulation})"
@@ -212,6 +256,8 @@ class ReleasePolicy:
             raise PolicyViolation("party", f"the contract does not name party {self.party}")
         if not status.in_force or self.party not in status.signed_by:
             raise PolicyViolation("in-force", status.explain())
+        if self._veto_file is not None and config_id in read_vetoes(self._veto_file):
+            raise PolicyViolation("in-force", f"party {self.party} vetoed the contract")
         accepted = contract.enclave
         if enclave.tee not in accepted.tee_types:
             raise PolicyViolation("tee", f"the contract does not accept TEE type {enclave.tee}")
@@ -307,4 +353,6 @@ __all__ = [
     "ContractAuthority",
     "ReleasePolicy",
     "ResourcePath",
+    "add_veto",
+    "read_vetoes",
 ]

@@ -31,11 +31,13 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import rfc8785
 from cryptography import x509
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -98,6 +100,8 @@ class BrokerSettings:
       (pinned key set, never a key named by a token). Both or neither.
     - ``session_ttl``, ``token_lifetime`` (at most 10 min), ``max_evidence_age``.
     - ``secure_cookie``: mark the session cookie ``Secure`` (when served over TLS).
+    - ``veto_file``: the party's own veto list (contract hashes, one per line), read on
+      every request; a listed contract is refused even if the store says it is in force.
     """
 
     party: str
@@ -110,6 +114,7 @@ class BrokerSettings:
     token_lifetime: dt.timedelta = dt.timedelta(minutes=5)
     max_evidence_age: dt.timedelta = dt.timedelta(minutes=5)
     secure_cookie: bool = False
+    veto_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.party, str) or not re.match(
@@ -390,6 +395,7 @@ def create_app(
         key_store=key_store,
         insecure_simulation=settings.insecure_simulation,
         max_evidence_age=settings.max_evidence_age,
+        veto_file=settings.veto_file,
     )
     broker = _Broker(settings, policy, key, decision_log, _now or (lambda: dt.datetime.now(dt.UTC)))
     public_jwks = {"keys": [key.as_dict(private=False)]}
@@ -439,10 +445,24 @@ def create_app(
 
     @app.post("/kbs/v0/attest")
     async def attest(request: Request) -> JSONResponse:
+        try:
+            document = await _json_body(request)
+        except _Problem as problem:
+            record(
+                request,
+                action="attest",
+                decision="refused",
+                reason="request",
+                detail=problem.detail,
+            )
+            return _problem_response(problem)
+        # Appraisal reads the store and verifies signatures: keep it off the event loop.
+        return await run_in_threadpool(attest_document, request, document)
+
+    def attest_document(request: Request, document: dict[str, Any]) -> JSONResponse:
         now = broker.now()
         enclave: AttestedEnclave | None = None
         try:
-            document = await _json_body(request)
             session = broker.sessions.get(request.cookies.get(COOKIE), now=now)
             if session is None:
                 raise PolicyViolation("session", "no session (call /kbs/v0/auth) or it expired")
@@ -459,6 +479,8 @@ def create_app(
                 )
             check_tee_pubkey(runtime_data["tee-pubkey"])
             evidence = document.get("tee-evidence")
+            if isinstance(evidence, str):  # some KBS clients send it JSON-encoded
+                evidence = json.loads(evidence)
             if isinstance(evidence, dict) and set(evidence) == {"ear"}:
                 enclave = broker.attest_ear(evidence["ear"], runtime_data, now)
             else:

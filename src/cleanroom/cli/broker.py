@@ -53,6 +53,35 @@ def _load_jwks(source: str) -> dict[str, Any]:
     return document
 
 
+def _veto_file(workdir: Path, party: str) -> Path:
+    from cleanroom.store import check_identifier
+
+    return workdir / "broker" / check_identifier(party, "a party name") / "vetoes.txt"
+
+
+@broker.command("veto")
+def veto(
+    party: Annotated[str, typer.Option(help="The party whose broker refuses the contract.")],
+    contract: Annotated[str, typer.Option(help="The contract hash (64 hex digits).")],
+    workdir: Annotated[Path, typer.Option(help="Work directory of the broker.")] = Path(
+        "cleanroom-work"
+    ),
+) -> None:
+    """Make this party's broker refuse every key release for a contract, from the next request.
+
+    This is the party's own list, kept next to its broker: it holds even if the operator
+    deletes a revocation from the shared store. Revoke in the registry as well
+    (cleanroom contract revoke) so the other parties and the enclave see it.
+
+    Example: cleanroom broker veto --party hospital_a --contract 3f2a...e9
+    """
+    from cleanroom.broker import add_veto
+
+    path = _veto_file(workdir, party)
+    add_veto(path, contract)
+    typer.echo(f"{party}'s broker now refuses contract {contract[:16]}... ({path})")
+
+
 @broker.command("serve")
 def serve(
     party: Annotated[str, typer.Option(help="The party whose keys this broker releases.")],
@@ -87,8 +116,9 @@ def serve(
 ) -> None:
     """Serve /kbs/v0/auth, /kbs/v0/attest and /kbs/v0/resource/<party>/cek/<name>.
 
-    Decisions are appended to <workdir>/broker/<party>/decisions.jsonl. Without
-    --tls-cert/--tls-key it listens on loopback only.
+    Decisions are appended to <workdir>/broker/<party>/decisions.jsonl; contracts listed
+    in <workdir>/broker/<party>/vetoes.txt (see 'cleanroom broker veto') are refused.
+    Without --tls-cert/--tls-key it listens on loopback only.
 
     Example: cleanroom broker serve --party hospital_a --port 8701 --insecure-simulation
     --simulation-root sim/simulation-root.pem
@@ -122,6 +152,7 @@ def serve(
         verifier_jwks=jwks,
         verifier_issuer=None if jwks is None else verifier_issuer,
         secure_cookie=tls_cert is not None,
+        veto_file=_veto_file(workdir, party),
     )
     workspace = Workspace(workdir=workdir, store_url=store)
     opened = workspace.open_store()

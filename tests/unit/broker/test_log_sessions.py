@@ -78,3 +78,25 @@ def test_session_store_is_bounded_and_validates() -> None:
     assert len({s.nonce for s in sessions}) == 5
     with pytest.raises(ConfigurationError):
         SessionStore(ttl=dt.timedelta(0))
+
+
+def test_veto_file_round_trip_and_fail_closed(tmp_path: Path) -> None:
+    from cleanroom.broker import add_veto, read_vetoes
+    from cleanroom.errors import PolicyViolation
+
+    path = tmp_path / "broker" / "a" / "vetoes.txt"
+    assert read_vetoes(path) == frozenset()
+    add_veto(path, "ab" * 32)
+    add_veto(path, "ab" * 32)
+    add_veto(path, "cd" * 32)
+    assert read_vetoes(path) == {"ab" * 32, "cd" * 32}
+    assert path.read_text().count("\n") == 2
+    assert path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ConfigurationError):
+        add_veto(path, "AB" * 32)
+    path.write_text("# comment\n" + "ab" * 32 + "  # why\n\n")
+    assert read_vetoes(path) == {"ab" * 32}
+    path.write_text("not a hash\n")
+    with pytest.raises(PolicyViolation) as refused:
+        read_vetoes(path)
+    assert refused.value.rule == "in-force"
