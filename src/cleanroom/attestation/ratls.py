@@ -160,7 +160,7 @@ def verify_attested_certificate(
     trusted_roots: Sequence[x509.Certificate] = (),
     now: dt.datetime | None = None,
 ) -> VerifiedClaims:
-    """Verify an RA-TLS certificate: self-signature, key binding, then evidence vs ``policy``.
+    """Verify an RA-TLS certificate: self-signature and validity, key binding, then evidence.
 
     Raises :class:`EvidenceError` or :class:`PolicyViolation` (rule ``tls-key`` when the
     certificate key differs from the key the evidence binds).
@@ -170,6 +170,9 @@ def verify_attested_certificate(
         certificate.verify_directly_issued_by(certificate)
     except (InvalidSignature, ValueError, TypeError) as error:
         raise EvidenceError("the RA-TLS certificate is not validly self-signed") from error
+    when = now or dt.datetime.now(dt.UTC)
+    if not certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc:
+        raise EvidenceError("the RA-TLS certificate is outside its validity period")
     evidence, claims = _parse_extension(certificate)
     _check_pubkey_hash(certificate, claims)
     return verify_bound(

@@ -116,3 +116,15 @@ def test_policy_and_format_failures(launcher: SimulatedLauncher) -> None:
     )
     with pytest.raises(EvidenceError, match="no attestation evidence"):
         verify_attested_certificate(plain, _policy(), trusted_roots=roots)
+
+
+def test_an_expired_certificate_is_refused(launcher: SimulatedLauncher) -> None:
+    _key, cert = create_attested_certificate(LauncherBackedPlatform(launcher))
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    with pytest.raises(EvidenceError, match="validity"):
+        verify_attested_certificate(
+            cert,
+            _policy(max_evidence_age=None),
+            trusted_roots=[launcher.root_certificate],
+            now=later,
+        )
