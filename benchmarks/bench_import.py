@@ -30,6 +30,9 @@ import sqlalchemy as sa
 
 from _report import machine, write_section
 from cleanroom.client import PartyClient
+from cleanroom.crypto.cells import CellCipher, EncryptionType
+from cleanroom.crypto.keys import ColumnEncryptionKey
+from cleanroom.crypto.normalize import normalize
 from cleanroom.keystores import LocalKeyStore
 from cleanroom.store import DatasetSchema, medical_record_schema, open_store
 
@@ -77,6 +80,21 @@ def time_import(url: str, keys: Path, schema: DatasetSchema, csv: Path, party: s
         store.close()
 
 
+def cell_seconds(records: int, repeat: int) -> float:
+    """Best time to encrypt the ``9 * records`` cells of an import, and nothing else."""
+    cipher = CellCipher(ColumnEncryptionKey.generate(), EncryptionType.RANDOMIZED)
+    rng = random.Random(1)
+    column = [normalize(rng.randint(0, 255), "tinyint") for _ in range(records)]
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(9):
+            for first in range(0, records, 10_000):
+                cipher.encrypt_many(column[first : first + 10_000])
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -111,11 +129,13 @@ def main() -> None:
                     results[(backend, mode)] = max(best, rate)
                     print(f"{backend:10} {mode:9} {rate:12,.0f} rows/s", flush=True)
 
+    cells = cell_seconds(args.records, args.repeat)
     lines = [
         f"Command: `.venv/bin/python benchmarks/bench_import.py --records {args.records} "
         f"--repeat {args.repeat}`",
         "",
-        f"Machine: {machine()}; best of {args.repeat} runs; {args.records:,} MedicalRecords "
+        f"Machine: {machine()}, load average {os.getloadavg()[0]:.1f} at the end (other "
+        f"jobs share the cores); best of {args.repeat} runs; {args.records:,} MedicalRecords "
         "(9 columns) from one CSV file through `PartyClient.import_csv` — parse, validate, "
         "(normalize, encrypt with `encrypt_many`), load in one transaction with `executemany`.",
         "",
@@ -127,10 +147,17 @@ def main() -> None:
             continue
         plain, enc = results[(backend, "plaintext")], results[(backend, "encrypted")]
         lines.append(f"| {backend} | {plain:,.0f} rows/s | {enc:,.0f} rows/s | {enc / plain:.2f} |")
+    sqlite_plain = results.get(("sqlite", "plaintext"), 0.0)
     lines += [
         "",
         "Target: encrypted at least 1/3 of the plaintext speed. An encrypted row is 9 cells "
         "of 65 bytes (BLOB/BYTEA) instead of 9 small integers.",
+        "",
+        f"Where the time goes: encrypting the {9 * args.records:,} cells alone "
+        f"(`encrypt_many`, 10,000 per call, same run) takes {cells:.2f} s — "
+        f"{cells * sqlite_plain / args.records:.1f}× the whole plaintext SQLite import. "
+        "Per-cell HMAC-SHA256 dominates it; on SQLite that alone keeps the ratio under "
+        "1/3 on this machine, on PostgreSQL (where the database costs more) it does not.",
     ]
     body = "\n".join(lines)
     print(body)
