@@ -18,7 +18,8 @@
 5. **execute**, and decrypt the result cells.
 
 Parameters are a sequence for ``?`` placeholders or a mapping for ``@name`` (with or
-without the ``@``).
+without the ``@``). Each is coerced to the type of the column it is compared with (so text
+such as ``"42"`` works for an ``int`` column, as in a CSV import).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from cleanroom.sql.engine import (
     StatementDescription,
 )
 from cleanroom.sql.parser import ParamKey
-from cleanroom.store import check_identifier
+from cleanroom.store import ColumnType, check_identifier
 
 _log = logging.getLogger("cleanroom.sql.client")
 
@@ -296,8 +297,8 @@ class Connection:
                 continue
             assert param.key_id is not None
             try:
-                data = normalize(value, param.sql_type)
-            except NormalizationError as error:
+                data = normalize(ColumnType.parse(param.sql_type).coerce(value), param.sql_type)
+            except (NormalizationError, ValueError) as error:
                 raise SchemaError(f"parameter for column {param.column!r}: {error}") from None
             cipher = CellCipher(
                 keys[param.key_id], EncryptionType.parse(param.encryption or "randomized")
