@@ -145,3 +145,36 @@ def test_bad_store_url_is_a_configuration_error(
     )
     assert code == 2
     assert "unsupported store backend" in err
+
+
+def test_import_with_a_toml_schema(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    work = str(tmp_path / "work")
+    schema = tmp_path / "visits.toml"
+    schema.write_text(
+        'table = "Visits"\nlabel = "risk"\n\n'
+        '[[columns]]\nname = "risk"\ntype = "tinyint"\n\n'
+        '[[columns]]\nname = "ward"\ntype = "nvarchar(10)"\nencrypted = false\n'
+    )
+    csv = tmp_path / "visits.csv"
+    csv.write_text("ward,risk\nnorth,1\nsouth,\n")
+    run(capsys, "keys", "create", "--party", "clinic", "--workdir", work)
+    code, out, err = run(
+        capsys, "data", "import", "--party", "clinic", "--csv", str(csv),
+        "--schema", str(schema), "--workdir", work,
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    assert "1 of 2 columns encrypted" in out
+    code, out, _ = run(
+        capsys, "data", "show", "--party", "clinic", "--dataset", "Visits", "--workdir", work
+    )
+    assert code == 0
+    assert "north" in out
+    assert "NULL" in out
+    # The same table with another schema is refused.
+    schema.write_text(schema.read_text().replace("nvarchar(10)", "nvarchar(20)"))
+    code, _, err = run(
+        capsys, "data", "import", "--party", "clinic", "--csv", str(csv),
+        "--schema", str(schema), "--workdir", work,
+    )  # fmt: skip
+    assert code == 21
+    assert "different schema" in err
