@@ -22,6 +22,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -166,19 +167,15 @@ class ContractRegistry:
         h = contract.hash
         document = contract.canonical_bytes().decode("utf-8")
         with _guard("storing the contract"), _write(self._engine) as conn:
-            exists = conn.execute(
-                sa.select(contracts.c.contract_hash).where(contracts.c.contract_hash == h)
-            ).first()
-            if exists is None:
-                conn.execute(
-                    contracts.insert().values(
-                        contract_hash=h,
-                        contract_id=contract.id,
-                        version=contract.version,
-                        document=document,
-                        submitted_at=_now(),
-                    )
-                )
+            _insert_if_absent(
+                conn,
+                contracts,
+                contract_hash=h,
+                contract_id=contract.id,
+                version=contract.version,
+                document=document,
+                submitted_at=_now(),
+            )
         return h
 
     def contract(self, contract_hash: str) -> Contract:
@@ -240,13 +237,13 @@ class ContractRegistry:
                 )
             ).first()
             if present is None:
-                conn.execute(
-                    contract_signatures.insert().values(
-                        contract_hash=h,
-                        party=approval.party,
-                        signature=approval.signature,
-                        recorded_at=_now(),
-                    )
+                _insert_if_absent(
+                    conn,
+                    contract_signatures,
+                    contract_hash=h,
+                    party=approval.party,
+                    signature=approval.signature,
+                    recorded_at=_now(),
                 )
             else:
                 # Keep the first valid signature (ECDSA signatures differ per signing),
@@ -277,14 +274,14 @@ class ContractRegistry:
         with _guard("storing the revocation"), _write(self._engine) as conn:
             if party in self._revocations(conn, contract.hash):
                 return
-            conn.execute(
-                contract_revocations.insert().values(
-                    contract_hash=contract.hash,
-                    party=party,
-                    time=signed_revocation.time,
-                    signature=signed_revocation.signature,
-                    recorded_at=_now(),
-                )
+            _insert_if_absent(
+                conn,
+                contract_revocations,
+                contract_hash=contract.hash,
+                party=party,
+                time=signed_revocation.time,
+                signature=signed_revocation.signature,
+                recorded_at=_now(),
             )
 
     # -- state ----------------------------------------------------------------------------
@@ -382,6 +379,17 @@ class ContractRegistry:
             ).where(contract_revocations.c.contract_hash == h)
         )
         return {party: Revocation(h, party, time, sig) for party, time, sig in rows}
+
+
+def _insert_if_absent(conn: Connection, table: sa.Table, **values: object) -> None:
+    # Two writers racing on the same key (PostgreSQL does not serialize them the way
+    # SQLite's BEGIN IMMEDIATE does): the first row wins, the second insert is a no-op.
+    insert: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).values(**values).on_conflict_do_nothing())
 
 
 def _now() -> dt.datetime:

@@ -227,3 +227,29 @@ def test_tables_live_beside_the_catalog(store: Store) -> None:
     names = set(sa.inspect(store.engine).get_table_names())
     assert {"contracts", "contract_signatures", "contract_revocations"} <= names
     assert "column_master_keys" in names
+
+
+def test_concurrent_submits_and_signatures(
+    store: Store, contract: Contract, party_keys: Keys
+) -> None:
+    import threading
+
+    registry = ContractRegistry(store)
+    errors: list[Exception] = []
+
+    def work(name: str) -> None:
+        try:
+            for _ in range(3):
+                h = registry.submit(contract)
+                registry.sign(h, name, party_keys[name])
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (*party_keys, *party_keys)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert registry.status(contract.hash).in_force
+    assert len(registry.list_contracts()) == 1
