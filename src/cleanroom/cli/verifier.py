@@ -47,6 +47,16 @@ def serve(
             help="INSECURE: accept simulated-TEE evidence (development only).",
         ),
     ] = False,
+    allow_debug: Annotated[
+        bool, typer.Option("--allow-debug", help="INSECURE: accept debug enclaves.")
+    ] = False,
+    allow_unknown_tcb: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unknown-tcb",
+            help="Accept SGX/TDX evidence verified without DCAP collateral (no TCB status).",
+        ),
+    ] = False,
     simulation_root: Annotated[
         Path | None,
         typer.Option(help="PEM of the simulation root CA (needs --insecure-simulation)."),
@@ -80,6 +90,8 @@ def serve(
         required_config_id=config_id,
         min_svn=min_svn,
         allow_simulation=insecure_simulation,
+        allow_debug=allow_debug,
+        allow_unknown_tcb=allow_unknown_tcb,
     )
     roots: list[x509.Certificate] = []
     if simulation_root is not None:

@@ -258,6 +258,9 @@ class SimulatedLauncher:
     def __repr__(self) -> str:
         return f"SimulatedLauncher(svn={self._svn}, package_dir={str(self._package_dir)!r})"
 
+    def __reduce__(self) -> Any:
+        raise TypeError("SimulatedLauncher holds signing keys and cannot be pickled")
+
     @property
     def root_certificate(self) -> x509.Certificate:
         """The simulation root CA certificate a verifier must trust."""

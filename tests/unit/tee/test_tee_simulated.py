@@ -1,5 +1,6 @@
 import logging
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,5 @@ def test_workdir_persists_the_root_with_a_private_key_file(tmp_path: Path) -> No
     assert os.stat(tmp_path / "sim" / "simulation-root.key").st_mode & 0o777 == 0o600
     assert (tmp_path / "sim" / "simulation-root.pem").read_bytes() == first.root_certificate_pem
     assert "BEGIN" not in repr(first)
+    with pytest.raises(TypeError):
+        pickle.dumps(first)
