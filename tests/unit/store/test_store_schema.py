@@ -159,3 +159,12 @@ def test_text_coerces_to_the_type(sql_type: str, text: str, expected: object) ->
 def test_out_of_range_text_is_refused(sql_type: str, text: str) -> None:
     with pytest.raises(ValueError, match="not a valid"):
         ColumnType.parse(sql_type).coerce(text)
+
+
+def test_odd_python_values_are_value_errors() -> None:
+    for sql_type in ("bit", "int", "nvarchar(5)", "date", "decimal(5,2)"):
+        spec = ColumnSpec(name="x", sql_type=sql_type)
+        with pytest.raises(ValueError, match="not a valid"):
+            spec.coerce_many([["a", "list"]])
+        with pytest.raises(ValueError, match="not a valid"):
+            spec.coerce(object())
