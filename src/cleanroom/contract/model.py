@@ -99,7 +99,8 @@ def _unique(values: _Seq, what: str) -> _Seq:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # Strict: "allow_simulation": "yes" or "version": "1" are errors, not coercions.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Jwk(_Strict):
@@ -383,7 +384,12 @@ class Contract(_Strict):
     def from_mapping(cls, document: Mapping[str, Any]) -> Contract:
         """Validate a parsed JSON object; raises :class:`ContractError` listing every problem."""
         try:
-            return cls.model_validate(dict(document))
+            # Validated as JSON text: strict mode still reads RFC 3339 strings as times.
+            text = json.dumps(dict(document), allow_nan=False)
+        except (TypeError, ValueError):
+            raise ContractError("the contract is not JSON data (or holds NaN/Infinity)") from None
+        try:
+            return cls.model_validate_json(text)
         except ValidationError as error:
             raise ContractError(_describe(error)) from None
 
