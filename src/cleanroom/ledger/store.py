@@ -42,6 +42,8 @@ from cleanroom.store import Store
 metadata = sa.MetaData()
 
 _APPEND_ATTEMPTS = 5
+# Only create() and open() hold this, so only they build a Ledger.
+_BUILD = object()
 
 ledger_entries = sa.Table(
     "ledger_entries",
@@ -72,8 +74,11 @@ class Ledger:
     database (a concurrent append with the same ``seq`` fails, it never forks the chain).
     """
 
-    def __init__(self, store: Store, ledger_id: str, signing_key: SigningKey) -> None:
-        # Private: use create() / open(), which check the genesis entry.
+    def __init__(
+        self, store: Store, ledger_id: str, signing_key: SigningKey, *, _token: object = None
+    ) -> None:
+        if _token is not _BUILD:
+            raise TypeError("use Ledger.create() or Ledger.open(), which check the genesis entry")
         self._store = store
         self._id = ledger_id
         self._key = signing_key
@@ -105,7 +110,7 @@ class Ledger:
             "ledger_id": lid,
             "public_key": signing_key.public_key.to_jwk(),
         }
-        ledger = cls(store, lid, signing_key)
+        ledger = cls(store, lid, signing_key, _token=_BUILD)
         with _guard("starting the ledger"), _write(store.engine) as conn:
             if ledger._last(conn) is not None:
                 raise LedgerError(f"ledger {lid!r} already exists")
@@ -121,7 +126,7 @@ class Ledger:
             raise LedgerError(f"no ledger {ledger_id!r} in the store")
         if genesis_key(first[0]) != signing_key.public_key:
             raise LedgerError(f"ledger {ledger_id!r} is signed by another key")
-        return cls(store, ledger_id, signing_key)
+        return cls(store, ledger_id, signing_key, _token=_BUILD)
 
     @property
     def ledger_id(self) -> str:

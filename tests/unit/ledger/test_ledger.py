@@ -199,6 +199,8 @@ def test_second_genesis_and_empty(store: Store, enclave_key: SigningKey) -> None
 
 def test_open_checks_the_key(store: Store, enclave_key: SigningKey) -> None:
     _filled(store, enclave_key)
+    with pytest.raises(TypeError, match="create"):
+        Ledger(store, "job-1", SigningKey.generate())
     reopened = Ledger.open(store, "job-1", enclave_key)
     entry = reopened.append("job.trained", {"rows": {"alpha": 100}})
     assert entry.seq == 6
