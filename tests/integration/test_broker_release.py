@@ -6,6 +6,7 @@ with nothing leaked — otherwise.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import dataclasses
 import datetime as dt
@@ -29,6 +30,7 @@ from cleanroom.attestation import AttestationPolicy, VerifierSettings, report_da
 from cleanroom.attestation import create_app as create_verifier
 from cleanroom.broker import (
     COOKIE,
+    ENCLAVE_COMMAND,
     RECEIPT_HEADER,
     BrokerSettings,
     DecisionLog,
@@ -614,6 +616,24 @@ def test_the_partys_own_veto_takes_effect_on_the_next_request(world: World, http
     # Only A's broker: B still releases its own key under the contract.
     fetched = fetch_cek(http(B), platform=world.platform(contract), party=B, cek_name=f"CEK_{B}")
     assert fetched == world.clients[B].column_encryption_key(f"CEK_{B}")
+
+
+def test_enclave_command_emits_receipts_never_keys(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_arguments, run = ENCLAVE_COMMAND
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["--broker-url", world.brokers[A].url, "--party", A, "--cek", f"CEK_{A}"]
+    )
+    assert run(world.platform(world.contract), args) == 0
+    out = capsys.readouterr().out
+    event = json.loads(out.strip().splitlines()[-1])
+    assert event["event"] == "key-released"
+    assert event["resource"] == f"{A}/cek/CEK_{A}"
+    assert event["receipt"].count(".") == 2
+    _assert_nothing_leaked(world, out)
 
 
 def test_malformed_requests(world: World, http: Any) -> None:

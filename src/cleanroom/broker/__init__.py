@@ -5,12 +5,19 @@
 - :class:`ReleasePolicy`: when the party's key may go to an enclave (rules in
   :data:`RELEASE_RULES`); :class:`DecisionLog`: where every decision is written.
 - :func:`fetch_cek` / :class:`KbsClient`: the enclave's side; keys arrive as JWE sealed to
-  an ephemeral key (:mod:`cleanroom.broker.jwe`).
+  an ephemeral key (:mod:`cleanroom.broker.jwe`). :data:`ENCLAVE_COMMAND` is the same as an
+  enclave command (``fetch-cek``) for ``cleanroom.tee.enclave_main.COMMANDS``.
 
 See ``docs/broker.md``.
 """
 
-from cleanroom.broker.client import PROTOCOL_VERSION, KbsClient, KeyRelease, fetch_cek
+from cleanroom.broker.client import (
+    ENCLAVE_COMMAND,
+    PROTOCOL_VERSION,
+    KbsClient,
+    KeyRelease,
+    fetch_cek,
+)
 from cleanroom.broker.jwe import seal, unseal
 from cleanroom.broker.log import DecisionLog, verify_decision_log
 from cleanroom.broker.policy import (
@@ -29,6 +36,7 @@ from cleanroom.broker.sessions import COOKIE, AttestedEnclave
 __all__ = [
     "CEK_TYPE",
     "COOKIE",
+    "ENCLAVE_COMMAND",
     "PROTOCOL_VERSION",
     "RECEIPT_HEADER",
     "RELEASE_RULES",

@@ -14,6 +14,7 @@ memory, is never serialized, and is dropped by :meth:`KbsClient.close`.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,4 +194,40 @@ def fetch_cek(
             http.close()
 
 
-__all__ = ["PROTOCOL_VERSION", "KbsClient", "KeyRelease", "fetch_cek"]
+def _fetch_cek_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker-url", required=True)
+    parser.add_argument("--party", required=True)
+    parser.add_argument("--cek", required=True, action="append", dest="ceks")
+    parser.add_argument("--verifier-url", default=None)
+
+
+def _fetch_cek_run(platform: Platform, args: Any) -> int:
+    from cleanroom.tee.enclave_main import emit
+
+    verifier = (
+        None
+        if args.verifier_url is None
+        else httpx.Client(base_url=args.verifier_url, timeout=30.0)
+    )
+    try:
+        with (
+            httpx.Client(base_url=args.broker_url, timeout=30.0) as http,
+            KbsClient(http, platform=platform, verifier=verifier) as kbs,
+        ):
+            for name in args.ceks:
+                release = kbs.cek(args.party, name)
+                release.cek.zero()  # this command only proves the release; keys stay inside
+                emit("key-released", resource=release.resource, receipt=release.receipt)
+    finally:
+        if verifier is not None:
+            verifier.close()
+    return 0
+
+
+#: An enclave command (``cleanroom.tee.enclave_main.COMMANDS`` entry) that fetches CEKs:
+#: ``fetch-cek --broker-url URL --party P --cek NAME [--cek NAME] [--verifier-url URL]``;
+#: emits ``{"event": "key-released", "resource", "receipt"}`` per key, never the key.
+ENCLAVE_COMMAND = (_fetch_cek_arguments, _fetch_cek_run)
+
+
+__all__ = ["ENCLAVE_COMMAND", "PROTOCOL_VERSION", "KbsClient", "KeyRelease", "fetch_cek"]

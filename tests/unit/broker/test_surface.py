@@ -15,6 +15,7 @@ from cleanroom.errors import ConfigurationError
 EXPECTED = [
     "CEK_TYPE",
     "COOKIE",
+    "ENCLAVE_COMMAND",
     "PROTOCOL_VERSION",
     "RECEIPT_HEADER",
     "RELEASE_RULES",
