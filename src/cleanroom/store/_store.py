@@ -124,6 +124,9 @@ class Store:
     * NULL stays NULL: a missing value is never encrypted.
     * Error messages never carry row values (cells included), only names and counts.
 
+    Other components keep their own tables in the same database through :attr:`engine`,
+    :meth:`writing` and :meth:`reading`.
+
     It does not authenticate callers: whoever can open the database can read the
     ciphertext and the metadata — which is the point of encrypting on the client.
     """
@@ -514,16 +517,27 @@ class Store:
             return table
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction on the store's database (for components with own tables).
+
+        On SQLite it begins with ``BEGIN IMMEDIATE`` (the execution option
+        ``cleanroom_write=True`` on a connection of :attr:`engine` does the same), so
+        concurrent writers queue for the lock instead of failing on a read-to-write
+        upgrade. Commits on success, rolls back on any exception.
+        """
         with self._engine.connect() as conn:
             conn = conn.execution_options(cleanroom_write=True)
             with conn.begin():
                 yield conn
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction (a consistent snapshot on both databases)."""
         with self._engine.connect() as conn, conn.begin():
             yield conn
+
+    _write = writing
+    _read = reading
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:

@@ -193,3 +193,19 @@ def test_reserved_and_overlong_names_are_refused(store: Store) -> None:
 def test_bad_urls_fail_at_open(url: str) -> None:
     with pytest.raises(ConfigurationError):
         open_store(url)
+
+
+def test_writing_commits_or_rolls_back_and_reading_sees_it(store: Store) -> None:
+    with store.writing() as conn:
+        conn.exec_driver_sql("CREATE TABLE side (v INTEGER)")
+        conn.exec_driver_sql("INSERT INTO side VALUES (1)")
+
+    def fail_half_way() -> None:
+        with store.writing() as conn:
+            conn.exec_driver_sql("INSERT INTO side VALUES (2)")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        fail_half_way()
+    with store.reading() as conn:
+        assert conn.exec_driver_sql("SELECT v FROM side").scalars().all() == [1]
