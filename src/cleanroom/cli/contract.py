@@ -10,12 +10,15 @@ import typer
 
 from cleanroom.cli import app
 from cleanroom.contract import (
+    Approval,
     Contract,
     ContractRegistry,
     ContractStatus,
     SigningKey,
+    sign_approval,
     sign_revocation,
 )
+from cleanroom.contract.keys import load_json_file
 from cleanroom.contract.model import METRICS
 from cleanroom.contract.workdir import (
     PartyKeyFiles,
@@ -322,6 +325,63 @@ def sign(
     typer.echo(
         "in force" if status.in_force else f"waiting for: {', '.join(status.missing) or '-'}"
     )
+
+
+@contract_app.command("approve")
+def approve(
+    party: PartyOption,
+    key: KeyOption = None,
+    contract: ContractOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the approval JSON here (default: stdout).")
+    ] = None,
+    workdir: WorkdirOption = DEFAULT_WORKDIR,
+) -> None:
+    """Sign the contract file as PARTY offline, without the store: prints an approval JSON.
+
+    Hand it to whoever runs the store, who records it with `contract add-signature`.
+
+    Example: cleanroom contract approve --party hospital_a --out hospital_a.approval.json
+    """
+    document = _load_file(workdir, contract)
+    approval = sign_approval(document, party, _key(workdir, party, key))
+    text = json.dumps(approval.to_json(), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}", err=True)
+
+
+@contract_app.command("add-signature")
+def add_signature(
+    approval: Annotated[Path, typer.Option("--approval", help="An approval JSON file.")],
+    contract: ContractOption = None,
+    workdir: WorkdirOption = DEFAULT_WORKDIR,
+    store: StoreOption = None,
+) -> None:
+    """Verify a party's approval JSON and record it (submitting the contract file if needed).
+
+    Example: cleanroom contract add-signature --approval hospital_a.approval.json
+    """
+    record = Approval.from_json(load_json_file(approval))
+    with _store(workdir, store) as opened:
+        registry = ContractRegistry(opened)
+        if not _is_stored(registry, record.contract_hash):
+            document = _load_file(workdir, contract)
+            if document.hash != record.contract_hash:
+                raise ContractError("the approval is for another contract than the file's")
+            registry.submit(document)
+        registry.add_signature(record.contract_hash, record.party, record.signature)
+        status = registry.status(record.contract_hash)
+    typer.echo(f"party {record.party} signed {record.contract_hash}")
+    typer.echo(
+        "in force" if status.in_force else f"waiting for: {', '.join(status.missing) or '-'}"
+    )
+
+
+def _is_stored(registry: ContractRegistry, contract_hash: str) -> bool:
+    return any(info.contract_hash == contract_hash for info in registry.list_contracts())
 
 
 @contract_app.command("verify")

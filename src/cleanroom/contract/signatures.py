@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cleanroom.contract.keys import SigningKey, b64url_decode, b64url_encode, statement
 from cleanroom.contract.model import Contract
@@ -63,6 +65,29 @@ class Approval:
         """The raw 64-byte signature (:class:`SignatureInvalid` if it is not base64url)."""
         return _decode(self.signature)
 
+    def to_json(self) -> dict[str, str]:
+        """``{"contract_hash", "party", "signature"}`` — what a party hands the operator."""
+        return {
+            "contract_hash": self.contract_hash,
+            "party": self.party,
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> Approval:
+        """Parse :meth:`to_json` output (unverified: the registry verifies)."""
+        values = _fields(record, ("contract_hash", "party", "signature"), "approval")
+        return cls(check_contract_hash(values[0]), values[1], values[2])
+
+
+def _fields(record: Mapping[str, Any], names: tuple[str, ...], what: str) -> list[str]:
+    if not isinstance(record, Mapping) or set(record) != set(names):
+        raise ContractError(f"an {what} has exactly the members {', '.join(names)}")
+    values = [record[name] for name in names]
+    if not all(isinstance(v, str) for v in values):
+        raise ContractError(f"the members of an {what} are strings")
+    return values
+
 
 @dataclass(frozen=True, slots=True)
 class Revocation:
@@ -76,6 +101,22 @@ class Revocation:
     def signature_bytes(self) -> bytes:
         """The raw 64-byte signature (:class:`SignatureInvalid` if it is not base64url)."""
         return _decode(self.signature)
+
+    def to_json(self) -> dict[str, str]:
+        """``{"contract_hash", "party", "signature", "time"}``."""
+        return {
+            "contract_hash": self.contract_hash,
+            "party": self.party,
+            "signature": self.signature,
+            "time": self.time,
+        }
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> Revocation:
+        """Parse :meth:`to_json` output (unverified: the registry verifies)."""
+        names = ("contract_hash", "party", "time", "signature")
+        h, party, time, signature = _fields(record, names, "revocation")
+        return cls(check_contract_hash(h), party, time, signature)
 
 
 def _decode(signature: str) -> bytes:

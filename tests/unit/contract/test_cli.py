@@ -9,7 +9,13 @@ import pytest
 
 from cleanroom.cli import main
 from cleanroom.contract import Contract
-from cleanroom.errors import EXIT_CODES, ConfigurationError, ConsentMissing, ContractError
+from cleanroom.errors import (
+    EXIT_CODES,
+    ConfigurationError,
+    ConsentMissing,
+    ContractError,
+    SignatureInvalid,
+)
 
 MEASUREMENT = "ab" * 48
 EXIT = dict(EXIT_CODES)
@@ -101,3 +107,28 @@ def test_insecure_simulation_measures_this_package(
     assert contract.enclave.allow_simulation
     assert contract.enclave.tee_types == ("simulated",)
     assert len(contract.enclave.reference_measurements[0]) == 96  # SHA-384
+
+
+def test_offline_approval_handed_to_the_operator(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wd = str(workdir)
+    assert _run("contract", "init", "--tee", "tdx", "--measurement", MEASUREMENT,
+                "--workdir", wd) == 0  # fmt: skip
+    approvals = {}
+    for party in ("hospital_a", "hospital_b"):
+        path = workdir / f"{party}.approval.json"
+        assert _run("contract", "approve", "--party", party, "--out", str(path),
+                    "--workdir", wd) == 0  # fmt: skip
+        approvals[party] = path
+    record = json.loads(approvals["hospital_b"].read_text())
+    assert set(record) == {"contract_hash", "party", "signature"}
+    # a tampered approval is refused before anything is stored
+    forged = dict(record, party="hospital_a")
+    (workdir / "forged.json").write_text(json.dumps(forged))
+    assert _run("contract", "add-signature", "--approval", str(workdir / "forged.json"),
+                "--workdir", wd) == EXIT[SignatureInvalid]  # fmt: skip
+    for path in approvals.values():
+        assert _run("contract", "add-signature", "--approval", str(path), "--workdir", wd) == 0
+    assert "in force" in capsys.readouterr().out
+    assert _run("contract", "verify", "--workdir", wd) == 0

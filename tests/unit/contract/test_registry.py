@@ -253,3 +253,21 @@ def test_concurrent_submits_and_signatures(
     assert errors == []
     assert registry.status(contract.hash).in_force
     assert len(registry.list_contracts()) == 1
+
+
+def test_approval_and_revocation_json_round_trip(
+    store: Store, contract: Contract, party_keys: Keys
+) -> None:
+    from cleanroom.contract import Approval, Revocation
+
+    registry = ContractRegistry(store)
+    h = registry.submit(contract)
+    approval = Approval.from_json(sign_approval(contract, "alpha", party_keys["alpha"]).to_json())
+    registry.add_signature(h, approval.party, approval.signature)
+    revocation = sign_revocation(contract, "beta", party_keys["beta"])
+    registry.revoke(h, "beta", Revocation.from_json(revocation.to_json()))
+    assert registry.revocations(h) == [revocation]
+    with pytest.raises(ContractError, match="exactly the members"):
+        Approval.from_json({**approval.to_json(), "extra": "x"})
+    with pytest.raises(ContractError, match="are strings"):
+        Revocation.from_json({**revocation.to_json(), "time": 1})
