@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import cbor2
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -105,7 +105,7 @@ def _load_cert(cert: x509.Certificate | bytes | str) -> x509.Certificate:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as error:
+    except (ValueError, x509.InvalidVersion) as error:
         raise EvidenceError("not an X.509 certificate") from error
 
 
@@ -168,13 +168,18 @@ def verify_attested_certificate(
     certificate = _load_cert(cert)
     try:
         certificate.verify_directly_issued_by(certificate)
-    except (InvalidSignature, ValueError, TypeError) as error:
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm) as error:
         raise EvidenceError("the RA-TLS certificate is not validly self-signed") from error
     when = now or dt.datetime.now(dt.UTC)
     if not certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc:
         raise EvidenceError("the RA-TLS certificate is outside its validity period")
-    evidence, claims = _parse_extension(certificate)
-    _check_pubkey_hash(certificate, claims)
+    try:
+        evidence, claims = _parse_extension(certificate)
+        _check_pubkey_hash(certificate, claims)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        if isinstance(error, EvidenceError):
+            raise
+        raise EvidenceError("the RA-TLS certificate is malformed") from error
     return verify_bound(
         evidence,
         policy,

@@ -43,7 +43,7 @@ from typing import IO, Any
 
 import cbor2
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -122,7 +122,7 @@ def decode_simulated_evidence(raw: bytes) -> DecodedSimulatedEvidence:
         debug, timestamp = report["debug"], report["timestamp"]
     except EvidenceError:
         raise
-    except (cbor2.CBORDecodeError, KeyError, TypeError, ValueError) as error:
+    except (cbor2.CBORDecodeError, KeyError, TypeError, ValueError, x509.InvalidVersion) as error:
         raise EvidenceError("simulated evidence is malformed") from error
     if not (isinstance(measurement, bytes) and len(measurement) == 48):
         raise EvidenceError("simulated measurement must be 48 bytes")
@@ -523,6 +523,19 @@ def verify_simulated_signature(
 
     Raises :class:`EvidenceError` on any failure (the message does not say which root).
     """
+    try:
+        _verify_simulated_signature(decoded, trusted_roots, now)
+    except EvidenceError:
+        raise
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:  # lazily parsed fields
+        raise EvidenceError("the simulated platform certificate is malformed") from error
+
+
+def _verify_simulated_signature(
+    decoded: DecodedSimulatedEvidence,
+    trusted_roots: Sequence[x509.Certificate],
+    now: dt.datetime,
+) -> None:
     leaf = decoded.certificates[0]
     if not (leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc):
         raise EvidenceError("the simulated platform certificate is not valid now")
