@@ -73,6 +73,7 @@ _log = logging.getLogger("cleanroom.sql")
 DEFAULT_BATCH_SIZE: Final = 65_536
 _TEMP_COLUMN: Final = "cr_alter_new"
 _MASK64: Final = (1 << 64) - 1
+_CHARACTER_TYPES: Final = frozenset({"char", "varchar", "nchar", "nvarchar"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +284,10 @@ class QueryEngine:
             for name in enclave_columns:
                 if bindings[name].encrypted and bindings[name].key_id is not None:
                     enclave_keys.add(bindings[name].key_id)  # type: ignore[arg-type]
+            for leaf in leaves(plan.where):
+                kind = SqlType.parse(bindings[leaf.column].sql_type).name
+                if isinstance(leaf, Like) and kind not in _CHARACTER_TYPES:
+                    raise QueryError(f"LIKE on column {leaf.column!r} needs a character column")
             parameters = _describe_parameters(plan, bindings)
             client_keys |= {p.key_id for p in parameters if p.key_id is not None}
             result_names = [
@@ -796,7 +801,7 @@ class _Select:
         if (
             not binding.encrypted
             and self._engine.store.dialect == "postgresql"
-            and SqlType.parse(binding.sql_type).name in ("char", "varchar", "nchar", "nvarchar")
+            and SqlType.parse(binding.sql_type).name in _CHARACTER_TYPES
         ):
             return expr.collate("C")
         return expr

@@ -473,7 +473,10 @@ class _Builder:
             if isinstance(right, exp.Column) and not isinstance(left, exp.Column):
                 value = self._value(left)
                 return Compare(self._column_name(right), _FLIP[op], value)
-            raise QueryError(f"a comparison needs one column and one value ({op})")
+            if isinstance(left, exp.Column) and isinstance(right, exp.Column):
+                raise QueryError(f"a comparison needs one column and one value ({op})")
+            odd = right if isinstance(left, exp.Literal | exp.Placeholder | exp.Parameter) else left
+            raise QueryError(f"unsupported construct in a comparison: {_construct(odd)}")
         if isinstance(node, exp.Between):
             column = self._column_name(node.this)
             low = self._value(node.args["low"])
