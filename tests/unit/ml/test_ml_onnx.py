@@ -1,0 +1,100 @@
+"""ONNX export: inputs named after the schema, identical scores in onnxruntime, same bytes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+
+from cleanroom.ml import FeatureSpec, TrainedModel, export_onnx, onnx_matches, run_onnx, train
+from cleanroom.ml.onnx_export import GRAPH_NAME
+
+CASES = [
+    ("multinomial_logistic_regression", "schema", None),
+    ("multinomial_logistic_regression", "article", None),
+    ("gradient_boosted_trees", "schema", {"max_iter": 15}),
+]
+
+
+def _model(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec, case: tuple[str, str, Any]
+) -> TrainedModel:
+    algorithm, featurization, params = case
+    return train(
+        pd.concat([sites["hospital-a"], sites["hospital-b"]], ignore_index=True),
+        spec=spec,
+        algorithm=algorithm,
+        featurization=featurization,
+        hyperparameters=params,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{a}-{f}" for a, f, _ in CASES])
+def test_onnx_scores_like_scikit_learn_and_bytes_are_reproducible(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec, case: tuple[str, str, Any]
+) -> None:
+    model = _model(sites, spec, case)
+    blob = export_onnx(model)
+    # Retrain from scratch: the same inputs give the same model bytes.
+    assert export_onnx(_model(sites, spec, case)) == blob
+    unseen = sites["hospital-c"]  # 15 % of some columns missing
+    assert unseen.isna().any().any()
+    assert onnx_matches(model, blob, unseen)
+    labels, proba = run_onnx(blob, model, unseen)
+    assert np.array_equal(labels, model.predict(unseen))
+    assert np.max(np.abs(proba - model.predict_proba(unseen))) <= 1e-5
+
+
+def test_rows_with_every_feature_missing_and_unknown_codes(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> None:
+    for case in CASES:
+        model = _model(sites, spec, case)
+        rows = sites["hospital-c"].iloc[:4].copy()
+        for name in spec.feature_columns:
+            rows[name] = pd.array([None] * 4, dtype="Int16")
+        rows.loc[rows.index[0], "chestPain"] = 7  # outside the schema's categories
+        assert onnx_matches(model, export_onnx(model), rows)
+
+
+def test_graph_inputs_outputs_and_metadata(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> None:
+    model = _model(sites, spec, CASES[0])
+    proto = onnx.load_from_string(export_onnx(model))
+    onnx.checker.check_model(proto)
+    kinds = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
+    assert list(kinds) == list(spec.feature_columns)
+    assert kinds["age"] == onnx.TensorProto.FLOAT
+    assert kinds["chestPain"] == onnx.TensorProto.STRING
+    assert [o.name for o in proto.graph.output] == ["label", "probabilities"]
+    assert proto.graph.name == GRAPH_NAME
+    assert proto.doc_string == ""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["cleanroom.model_classes"]) == [0, 1, 2, 3, 4]
+    assert json.loads(meta["cleanroom.spec"])["label"] == "risk"
+    assert meta["cleanroom.algorithm"] == "multinomial_logistic_regression"
+
+
+def test_a_different_model_does_not_match(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> None:
+    model = _model(sites, spec, CASES[0])
+    other = train(sites["hospital-c"], spec=spec)
+    assert not onnx_matches(model, export_onnx(other), sites["hospital-b"])
+    # A tolerance too tight for float32 arithmetic is reported, not hidden.
+    assert not onnx_matches(model, export_onnx(model), sites["hospital-b"], tolerance=0.0)
+
+
+def test_the_export_shim_leaves_skl2onnx_as_it_was(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> None:
+    from skl2onnx.operator_converters import random_forest
+
+    before = random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting
+    export_onnx(_model(sites, spec, CASES[2]))
+    assert random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting is before
