@@ -297,14 +297,6 @@ class SigningKey:
         return hash(self._public)
 
 
-def canonical_json(value: Any) -> bytes:
-    """RFC 8785 canonical JSON of ``value`` (``ContractError`` if it is not JSON data)."""
-    try:
-        return rfc8785.dumps(value)
-    except (TypeError, ValueError, rfc8785.CanonicalizationError):
-        raise ContractError("the value is not canonicalizable JSON data") from None
-
-
 def load_json_file(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file, raising :class:`ConfigurationError` with the path (never its content)."""
     try:
@@ -324,7 +316,6 @@ __all__ = [
     "VerifyingKey",
     "b64url_decode",
     "b64url_encode",
-    "canonical_json",
     "load_json_file",
     "statement",
 ]

@@ -272,6 +272,8 @@ def genesis_key(entry: LedgerEntry) -> VerifyingKey:
     """The signing key recorded in a genesis entry."""
     if entry.seq != 0 or entry.kind != GENESIS_KIND:
         raise LedgerError(f"seq {entry.seq}: the first entry is not a {GENESIS_KIND} entry")
+    if entry.payload.get("format") != FORMAT_VERSION:
+        raise LedgerError(f"seq 0: not a version {FORMAT_VERSION} ledger")
     recorded = entry.payload.get("public_key")
     if not isinstance(recorded, dict):
         raise LedgerError("seq 0: the genesis entry records no public key")

@@ -188,6 +188,18 @@ def test_signature_swapped_between_entries(store: Store, enclave_key: SigningKey
     _expect(entries, enclave_key, r"^seq 2: the signature does not verify")
 
 
+def test_genesis_must_be_version_1(enclave_key: SigningKey) -> None:
+    genesis = make_entry(
+        enclave_key,
+        seq=0,
+        time="2026-12-03T12:00:00.000000Z",
+        kind="ledger.genesis",
+        payload={"format": 2, "public_key": enclave_key.public_key.to_jwk()},
+        prev_hash=ZERO_HASH,
+    )
+    _expect([genesis], enclave_key, r"^seq 0: not a version 1 ledger")
+
+
 def test_second_genesis_and_empty(store: Store, enclave_key: SigningKey) -> None:
     _expect([], enclave_key, "empty")
     ledger = _filled(store, enclave_key)
