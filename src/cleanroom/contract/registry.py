@@ -156,17 +156,13 @@ class ContractRegistry:
     def __repr__(self) -> str:
         return f"ContractRegistry({self._store!r})"
 
-    @property
-    def _engine(self) -> Engine:
-        return self._store.engine
-
     # -- contracts ------------------------------------------------------------------------
 
     def submit(self, contract: Contract) -> str:
         """Store ``contract`` (idempotent) and return its hash."""
         h = contract.hash
         document = contract.canonical_bytes().decode("utf-8")
-        with _guard("storing the contract"), _write(self._engine) as conn:
+        with _guard("storing the contract"), self._store.writing() as conn:
             _insert_if_absent(
                 conn,
                 contracts,
@@ -180,7 +176,7 @@ class ContractRegistry:
 
     def contract(self, contract_hash: str) -> Contract:
         """The stored contract, re-validated and re-hashed; :class:`ContractError` if unknown."""
-        with _guard("reading the contract"), _read(self._engine) as conn:
+        with _guard("reading the contract"), self._store.reading() as conn:
             return self._load(conn, check_contract_hash(contract_hash))
 
     def list_contracts(self) -> list[ContractInfo]:
@@ -191,7 +187,7 @@ class ContractRegistry:
             contracts.c.version,
             contracts.c.submitted_at,
         ).order_by(contracts.c.submitted_at, contracts.c.contract_hash)
-        with _guard("listing contracts"), _read(self._engine) as conn:
+        with _guard("listing contracts"), self._store.reading() as conn:
             return [ContractInfo(*row) for row in conn.execute(query)]
 
     # -- approvals and revocations --------------------------------------------------------
@@ -223,7 +219,7 @@ class ContractRegistry:
         contract.party(approval.party)  # unknown party → ContractError
         verify_approval(contract, approval)
         h = contract.hash
-        with _guard("storing the approval"), _write(self._engine) as conn:
+        with _guard("storing the approval"), self._store.writing() as conn:
             revoked = self._revocations(conn, h)
             if revoked:
                 raise ConsentMissing(
@@ -271,7 +267,7 @@ class ContractRegistry:
             raise ContractError("the revocation is for another party or another contract")
         contract.party(party)
         verify_revocation(contract, signed_revocation)
-        with _guard("storing the revocation"), _write(self._engine) as conn:
+        with _guard("storing the revocation"), self._store.writing() as conn:
             if party in self._revocations(conn, contract.hash):
                 return
             _insert_if_absent(
@@ -289,7 +285,7 @@ class ContractRegistry:
     def approvals(self, contract_hash: str) -> list[Approval]:
         """The stored approvals of ``contract_hash`` (as stored: :meth:`status` verifies)."""
         h = check_contract_hash(contract_hash)
-        with _guard("reading approvals"), _read(self._engine) as conn:
+        with _guard("reading approvals"), self._store.reading() as conn:
             rows = conn.execute(
                 sa.select(contract_signatures.c.party, contract_signatures.c.signature)
                 .where(contract_signatures.c.contract_hash == h)
@@ -300,7 +296,7 @@ class ContractRegistry:
     def revocations(self, contract_hash: str) -> list[Revocation]:
         """The stored revocations of ``contract_hash`` (as stored: :meth:`status` verifies)."""
         h = check_contract_hash(contract_hash)
-        with _guard("reading revocations"), _read(self._engine) as conn:
+        with _guard("reading revocations"), self._store.reading() as conn:
             return list(self._revocations(conn, h).values())
 
     def status(self, contract_hash: str) -> ContractStatus:
@@ -309,7 +305,7 @@ class ContractRegistry:
 
     def _status(self, contract_hash: str, *, now: dt.datetime) -> ContractStatus:
         h = check_contract_hash(contract_hash)
-        with _guard("reading the contract state"), _read(self._engine) as conn:
+        with _guard("reading the contract state"), self._store.reading() as conn:
             contract = self._load(conn, h)
             rows = conn.execute(
                 sa.select(contract_signatures.c.party, contract_signatures.c.signature).where(
@@ -398,18 +394,12 @@ def _now() -> dt.datetime:
 
 @contextmanager
 def _write(engine: Engine) -> Iterator[Connection]:
-    # ``cleanroom_write`` makes the store's SQLite engine take the write lock up front
-    # (BEGIN IMMEDIATE), so two writers queue instead of failing on a lock upgrade.
+    # Only for create_all(engine): the same write transaction as Store.writing()
+    # (``cleanroom_write`` makes SQLite begin with BEGIN IMMEDIATE).
     with engine.connect() as conn:
         conn = conn.execution_options(cleanroom_write=True)
         with conn.begin():
             yield conn
-
-
-@contextmanager
-def _read(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as conn, conn.begin():
-        yield conn
 
 
 @contextmanager

@@ -111,7 +111,7 @@ class Ledger:
             "public_key": signing_key.public_key.to_jwk(),
         }
         ledger = cls(store, lid, signing_key, _token=_BUILD)
-        with _guard("starting the ledger"), _write(store.engine) as conn:
+        with _guard("starting the ledger"), store.writing() as conn:
             if ledger._last(conn) is not None:
                 raise LedgerError(f"ledger {lid!r} already exists")
             ledger._insert(conn, 0, GENESIS_KIND, payload, ZERO_HASH, _now())
@@ -156,7 +156,7 @@ class Ledger:
             return self._append_once(kind, payload, now)
 
     def _append_once(self, kind: str, payload: Mapping[str, Any], now: dt.datetime) -> LedgerEntry:
-        with _write(self._store.engine) as conn:
+        with self._store.writing() as conn:
             if conn.dialect.name == "postgresql":
                 # Serialize appends to this ledger until commit (SQLite already holds
                 # the database write lock: BEGIN IMMEDIATE).
@@ -249,7 +249,7 @@ def read_entries(store: Store, ledger_id: str, *, limit: int | None = None) -> l
     )
     if limit is not None:
         query = query.limit(limit)
-    with _guard("reading the ledger"), _read(store.engine) as conn:
+    with _guard("reading the ledger"), store.reading() as conn:
         rows = conn.execute(query).all()
     entries = []
     for seq, time, kind, payload, prev_hash, signature in rows:
@@ -265,7 +265,7 @@ def ledger_ids(store: Store) -> list[str]:
     """The ids of every ledger in the store."""
     create_all(store.engine)
     query = sa.select(ledger_entries.c.ledger_id).where(ledger_entries.c.seq == 0)
-    with _guard("listing ledgers"), _read(store.engine) as conn:
+    with _guard("listing ledgers"), store.reading() as conn:
         return sorted(str(row[0]) for row in conn.execute(query))
 
 
@@ -281,18 +281,12 @@ def _now() -> dt.datetime:
 
 @contextmanager
 def _write(engine: Engine) -> Iterator[Connection]:
-    # ``cleanroom_write`` makes the store's SQLite engine take the write lock up front
-    # (BEGIN IMMEDIATE): two appends queue, neither reads a stale head.
+    # Only for create_all(engine): the same write transaction as Store.writing()
+    # (``cleanroom_write`` makes SQLite begin with BEGIN IMMEDIATE).
     with engine.connect() as conn:
         conn = conn.execution_options(cleanroom_write=True)
         with conn.begin():
             yield conn
-
-
-@contextmanager
-def _read(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as conn, conn.begin():
-        yield conn
 
 
 @contextmanager
