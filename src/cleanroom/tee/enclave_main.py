@@ -13,6 +13,9 @@ packages add theirs there. Built in:
   endpoint); emits ``{"event": "ready", "host": H, "port": P}``.
 - ``attest --verifier-url URL``: gets an EAR token from a verifier for a fresh P-256 key;
   emits ``{"event": "token", "token": ..., "nonce": ..., "tee-pubkey": <JWK>}``.
+
+Modules named in :data:`COMMAND_MODULES` are imported by :func:`main` before parsing;
+importing one adds its commands to :data:`COMMANDS` (a module that is absent is skipped).
 """
 
 from __future__ import annotations
@@ -125,6 +128,22 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+#: Modules that add enclave commands to :data:`COMMANDS` when imported (add yours here).
+COMMAND_MODULES: tuple[str, ...] = ("cleanroom.enclave.commands",)
+
+
+def load_command_modules() -> None:
+    """Import every module of :data:`COMMAND_MODULES` that exists (each registers its commands)."""
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:
+            continue
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
 def make_platform(args: Any) -> Platform:
     """The platform named by ``--platform`` (and its options)."""
     if args.platform == "simulated":
@@ -145,6 +164,7 @@ def make_platform(args: Any) -> Platform:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, build the platform, run the command; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    load_command_modules()
     parser = argparse.ArgumentParser(prog="cleanroom-enclave")
     parser.add_argument(
         "--platform", choices=("simulated", "configfs-tsm", "gramine-sgx"), required=True
