@@ -135,6 +135,10 @@ def load_data(state: DemoState, progress: Progress) -> None:
     )
 
 
+def _rows_done(advance: Callable[[int], None]) -> Callable[[int, int], None]:
+    return lambda done, _total: advance(done)
+
+
 def encrypt_and_import(state: DemoState, progress: Progress) -> None:
     """Step 1b: each hospital creates its keys and imports its records encrypted."""
     workspace = Workspace(state.workdir, state.store_url or None)
@@ -144,10 +148,8 @@ def encrypt_and_import(state: DemoState, progress: Progress) -> None:
         keys = client.create_keys()
         client.create_dataset()
         total = len(state.frames[party])
-        advance = progress.task(f"{party}: encrypt + import", total)
-        state.rows[party] = client.import_csv(
-            state.csv_paths[party], progress=lambda done, _total, step=advance: step(done)
-        )
+        advance = progress.task(f"{party}: encrypt + import", len(state.frames[party]))
+        state.rows[party] = client.import_csv(state.csv_paths[party], progress=_rows_done(advance))
         generate_party_keys(state.workdir, party)
         progress.proved(
             f"{party}: {state.rows[party]:,} rows encrypted under {keys.column_encryption_key} "
