@@ -147,7 +147,6 @@ def encrypt_and_import(state: DemoState, progress: Progress) -> None:
         client = workspace.client(party, create_key_store=True)
         keys = client.create_keys()
         client.create_dataset()
-        total = len(state.frames[party])
         advance = progress.task(f"{party}: encrypt + import", len(state.frames[party]))
         state.rows[party] = client.import_csv(state.csv_paths[party], progress=_rows_done(advance))
         generate_party_keys(state.workdir, party)
