@@ -35,8 +35,12 @@ def launcher(sim_workdir: Path) -> SimulatedLauncher:
 
 
 @pytest.fixture(scope="module")
-def bundle(launcher: SimulatedLauncher) -> Bundle:
-    return launcher.prepare_bundle()
+def bundle(launcher: SimulatedLauncher) -> Iterator[Bundle]:
+    prepared = launcher.prepare_bundle()
+    try:
+        yield prepared
+    finally:
+        shutil.rmtree(prepared.path)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,6 +326,7 @@ class SimulatedLauncher:
         import path (the interpreter's site-packages stay available for dependencies).
         """
         _log.warning(_WARNING, "launching an enclave")
+        owns_bundle = bundle is None
         if bundle is None:
             bundle = self.prepare_bundle()
         if config_id is not None and (not isinstance(config_id, bytes) or len(config_id) > 64):
@@ -358,7 +360,7 @@ class SimulatedLauncher:
             raise AttestationError(f"cannot start the enclave process: {error}") from error
         finally:
             child.close()
-        return EnclaveProcess(self, process, parent, bundle, config_id)
+        return EnclaveProcess(self, process, parent, bundle, config_id, owns_bundle=owns_bundle)
 
 
 class EnclaveProcess:
@@ -375,8 +377,11 @@ class EnclaveProcess:
         channel: socket.socket,
         bundle: Bundle,
         config_id: bytes | None,
+        *,
+        owns_bundle: bool,
     ) -> None:
         self.process = process
+        self._owns_bundle = owns_bundle
         self.bundle = bundle
         self.config_id = config_id
         self._launcher = launcher
@@ -434,9 +439,9 @@ class EnclaveProcess:
 
     def wait_event(self, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
         """The next stdout event called ``name``; raises if the process exits or time runs out."""
-        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=timeout)
+        deadline = time.monotonic() + timeout
         while True:
-            remaining = (deadline - dt.datetime.now(dt.UTC)).total_seconds()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AttestationError(f"the enclave sent no {name!r} event in {timeout}s")
             try:
@@ -451,7 +456,11 @@ class EnclaveProcess:
                 return event
 
     def stop(self, *, timeout: float = 10.0) -> int:
-        """Terminate the process (kill after ``timeout``), delete the bundle; the exit status."""
+        """Terminate the process (kill after ``timeout``); the exit status.
+
+        Deletes the bundle if :meth:`SimulatedLauncher.launch` made it (a bundle passed to
+        ``launch`` belongs to the caller).
+        """
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -462,7 +471,8 @@ class EnclaveProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._channel.close()
-        shutil.rmtree(self.bundle.path, ignore_errors=True)
+        if self._owns_bundle:
+            shutil.rmtree(self.bundle.path, ignore_errors=True)
         return self.process.returncode
 
     def __enter__(self) -> EnclaveProcess:
