@@ -4,8 +4,13 @@ Endpoints::
 
     POST /challenge                 -> {"nonce": "<base64url, 32 bytes>", "expires-in": <s>}
     POST /attest   {"evidence": {"tee", "raw", "aux"},                      (Evidence.to_json)
-                    "runtime-data": {"nonce", "tee-pubkey": <public JWK>}}
+                    "runtime-data": {"nonce", "tee-pubkey": <public JWK>},
+                    "endorsements": {"dcap-collateral": <JSON text>,        (optional, SGX/TDX)
+                                     "amd-cert-chain": <PEM text>}}         (optional, SNP VLEK)
                                     -> {"token": "<EAR JWT, ES256>"}
+
+Endorsements are checked by the hardware verifiers against the pinned Intel and AMD roots,
+so the attester may carry them (as Trustee's evidence does).
     GET  /.well-known/jwks.json     -> {"keys": [<public JWK>]}
 
 Errors are RFC 7807 problem objects: 400 ``EvidenceError`` (malformed or bad signature),
@@ -72,6 +77,17 @@ def _problem(status: int, kind: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
+def _endorsements(value: Any) -> tuple[str | None, bytes | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, dict) or set(value) - {"dcap-collateral", "amd-cert-chain"}:
+        raise EvidenceError("endorsements may hold only 'dcap-collateral' and 'amd-cert-chain'")
+    collateral, chain = value.get("dcap-collateral"), value.get("amd-cert-chain")
+    if not isinstance(collateral, str | None) or not isinstance(chain, str | None):
+        raise EvidenceError("endorsements must be text")
+    return collateral, None if chain is None else chain.encode()
+
+
 def create_app(
     settings: VerifierSettings,
     *,
@@ -109,6 +125,7 @@ def create_app(
             if not isinstance(runtime_data, dict) or not isinstance(runtime_data.get("nonce"), str):
                 raise EvidenceError("runtime-data with a nonce is required")
             evidence = Evidence.from_json(document.get("evidence"))
+            collateral, amd_chain = _endorsements(document.get("endorsements"))
             nonce = runtime_data["nonce"]
             store.consume(nonce)
             claims = verify(
@@ -117,6 +134,8 @@ def create_app(
                 nonce=nonce,
                 runtime_data=runtime_data,
                 trusted_roots=settings.trusted_roots,
+                collateral=collateral,
+                amd_cert_chain=amd_chain,
             )
         except PolicyViolation as violation:
             return _problem(403, "PolicyDeny", str(violation), rule=violation.rule)

@@ -1,6 +1,7 @@
 """The verifier app in process (httpx over ASGI) and EAR token checks."""
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from cleanroom.attestation import (
 )
 from cleanroom.attestation.ear import status_of
 from cleanroom.errors import AttestationError, ConfigurationError
-from cleanroom.tee import SimulatedLauncher
+from cleanroom.tee import Evidence, SimulatedLauncher
 
 MEASUREMENT = "5e" * 48
 ISSUER = "test-verifier"
@@ -155,3 +156,54 @@ def test_settings_are_checked() -> None:
             VerifierSettings(issuer="x", policy=policy),
             signing_key=ECKey.generate_key("P-384", private=True),
         )
+
+
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "evidence"
+
+
+def test_a_genuine_but_replayed_snp_report_cannot_bind_a_fresh_nonce(
+    launcher: SimulatedLauncher, signing_key: ECKey, tee_jwk: Any
+) -> None:
+    import struct
+    import uuid
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ask, ark = (
+        c.public_bytes(serialization.Encoding.DER)
+        for c in x509.load_pem_x509_certificates((VECTORS / "amd-milan-ask-ark.pem").read_bytes())
+    )
+    vcek = (VECTORS / "snp-milan-v2-virtee.vcek.der").read_bytes()
+    guids = [
+        "63da758d-e664-4564-adc5-f4b93be8accd",
+        "4ab7b379-bbac-4fe4-a02f-05aef327c782",
+        "c0b406a4-a803-4952-9743-3fb6014cd0ae",
+    ]
+    header, body = b"", b""
+    for guid, der in zip(guids, (vcek, ask, ark), strict=True):
+        header += uuid.UUID(guid).bytes + struct.pack("<II", 96 + len(body), len(der))
+        body += der
+    raw = (VECTORS / "snp-milan-v2-virtee.bin").read_bytes()
+    evidence = Evidence(tee="sev-snp", raw=raw, aux=header + bytes(24) + body)
+    measurement = raw[0x90:0xC0].hex()
+    settings = VerifierSettings(
+        issuer=ISSUER,
+        policy=AttestationPolicy(allowed_tees={"sev-snp"}, allowed_measurements={measurement}),
+    )
+    client = TestClient(create_app(settings, signing_key=signing_key))
+    nonce = client.post("/challenge").json()["nonce"]
+    body_json = {"evidence": evidence.to_json(), "runtime-data": runtime_data_for(nonce, tee_jwk)}
+    reply = client.post("/attest", json=body_json)
+    assert (reply.status_code, reply.json()["rule"]) == (403, "report-data")  # signature passed
+    tampered = Evidence(tee="sev-snp", raw=raw[:0x90] + bytes(48) + raw[0xC0:], aux=evidence.aux)
+    nonce = client.post("/challenge").json()["nonce"]
+    body_json = {"evidence": tampered.to_json(), "runtime-data": runtime_data_for(nonce, tee_jwk)}
+    assert client.post("/attest", json=body_json).status_code == 400
+    nonce = client.post("/challenge").json()["nonce"]
+    body_json = {
+        "evidence": evidence.to_json(),
+        "runtime-data": runtime_data_for(nonce, tee_jwk),
+        "endorsements": {"something": "else"},
+    }
+    assert client.post("/attest", json=body_json).status_code == 400
