@@ -114,3 +114,30 @@ def serve(
         ssl_certfile=None if tls_cert is None else str(tls_cert),
         ssl_keyfile=None if tls_key is None else str(tls_key),
     )
+
+
+@verifier.command("measure")
+def measure(
+    package_dir: Annotated[
+        Path | None, typer.Option(help="Package directory (default: the installed cleanroom).")
+    ] = None,
+    lock_file: Annotated[
+        Path | None, typer.Option(help="Dependency lock (default: the project's, if any).")
+    ] = None,
+) -> None:
+    """Print the simulated-TEE measurement of the enclave bundle (a reference value).
+
+    Example: cleanroom verifier measure
+    """
+    import shutil
+    import tempfile
+
+    from cleanroom.tee.bundle import build_bundle, default_lock_file, default_package_dir
+
+    package = package_dir or default_package_dir()
+    lock = lock_file if lock_file is not None else default_lock_file(package)
+    scratch = Path(tempfile.mkdtemp(prefix="cleanroom-measure-"))
+    try:
+        typer.echo(build_bundle(scratch, package_dir=package, lock_file=lock).measurement)
+    finally:
+        shutil.rmtree(scratch)

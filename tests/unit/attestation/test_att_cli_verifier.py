@@ -31,3 +31,16 @@ def test_help_mentions_the_insecure_flag(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert "--insecure-simulation" in out
     assert "Example" in out
+
+
+def test_measure_prints_the_bundle_measurement(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from cleanroom.tee import build_bundle
+
+    package = tmp_path / "cleanroom"
+    package.mkdir()
+    (package / "__init__.py").write_text("x = 1\n")
+    expected = build_bundle(tmp_path / "b", package_dir=package).measurement
+    assert main(["verifier", "measure", "--package-dir", str(package)]) == 0
+    assert capsys.readouterr().out.strip() == expected
