@@ -158,12 +158,16 @@ def verify_attested_certificate(
     policy: AttestationPolicy,
     *,
     trusted_roots: Sequence[x509.Certificate] = (),
+    collateral: str | bytes | None = None,
+    amd_cert_chain: bytes | Sequence[bytes] | None = None,
     now: dt.datetime | None = None,
 ) -> VerifiedClaims:
     """Verify an RA-TLS certificate: self-signature and validity, key binding, then evidence.
 
     Raises :class:`EvidenceError` or :class:`PolicyViolation` (rule ``tls-key`` when the
-    certificate key differs from the key the evidence binds).
+    certificate key differs from the key the evidence binds). ``collateral`` /
+    ``amd_cert_chain`` are passed to the hardware verifiers as in
+    :func:`~cleanroom.attestation.verify`.
     """
     certificate = _load_cert(cert)
     try:
@@ -185,6 +189,8 @@ def verify_attested_certificate(
         policy,
         report_data=ratls_report_data(claims),
         trusted_roots=trusted_roots,
+        collateral=collateral,
+        amd_cert_chain=amd_cert_chain,
         now=now,
     )
 
@@ -207,11 +213,20 @@ def attested_ssl_context(
     policy: AttestationPolicy,
     *,
     trusted_roots: Sequence[x509.Certificate] = (),
+    collateral: str | bytes | None = None,
+    amd_cert_chain: bytes | Sequence[bytes] | None = None,
     now: dt.datetime | None = None,
 ) -> ssl.SSLContext:
     """Verify ``cert`` (:func:`verify_attested_certificate`), then pin a client context to it."""
     certificate = _load_cert(cert)
-    verify_attested_certificate(certificate, policy, trusted_roots=trusted_roots, now=now)
+    verify_attested_certificate(
+        certificate,
+        policy,
+        trusted_roots=trusted_roots,
+        collateral=collateral,
+        amd_cert_chain=amd_cert_chain,
+        now=now,
+    )
     return pinned_ssl_context(certificate)
 
 
@@ -233,6 +248,8 @@ def attested_httpx_client(
     policy: AttestationPolicy,
     *,
     trusted_roots: Sequence[x509.Certificate] = (),
+    collateral: str | bytes | None = None,
+    amd_cert_chain: bytes | Sequence[bytes] | None = None,
     timeout: float = 10.0,
     now: dt.datetime | None = None,
 ) -> httpx.Client:
@@ -243,7 +260,13 @@ def attested_httpx_client(
     key. Use :func:`attested_httpx_client_with_claims` to get the verified claims too.
     """
     return attested_httpx_client_with_claims(
-        url, policy, trusted_roots=trusted_roots, timeout=timeout, now=now
+        url,
+        policy,
+        trusted_roots=trusted_roots,
+        collateral=collateral,
+        amd_cert_chain=amd_cert_chain,
+        timeout=timeout,
+        now=now,
     )[0]
 
 
@@ -252,6 +275,8 @@ def attested_httpx_client_with_claims(
     policy: AttestationPolicy,
     *,
     trusted_roots: Sequence[x509.Certificate] = (),
+    collateral: str | bytes | None = None,
+    amd_cert_chain: bytes | Sequence[bytes] | None = None,
     timeout: float = 10.0,
     now: dt.datetime | None = None,
 ) -> tuple[httpx.Client, VerifiedClaims]:
@@ -260,6 +285,13 @@ def attested_httpx_client_with_claims(
     if parts.scheme != "https" or not parts.hostname:
         raise AttestationError("attested TLS needs an https:// URL")
     cert = fetch_server_certificate(parts.hostname, parts.port or 443, timeout=timeout)
-    claims = verify_attested_certificate(cert, policy, trusted_roots=trusted_roots, now=now)
+    claims = verify_attested_certificate(
+        cert,
+        policy,
+        trusted_roots=trusted_roots,
+        collateral=collateral,
+        amd_cert_chain=amd_cert_chain,
+        now=now,
+    )
     client = httpx.Client(base_url=url, verify=pinned_ssl_context(cert), timeout=timeout)
     return client, claims
