@@ -129,7 +129,7 @@ COMMANDS: dict[str, Command] = {
 
 
 #: Modules that add enclave commands to :data:`COMMANDS` when imported (add yours here).
-COMMAND_MODULES: tuple[str, ...] = ("cleanroom.enclave.commands",)
+COMMAND_MODULES: tuple[str, ...] = ("cleanroom.enclave.commands", "cleanroom.enclave.scoring")
 
 
 def load_command_modules() -> None:
