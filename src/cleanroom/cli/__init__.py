@@ -45,6 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "keys",
     "ledger",
+    "score",
     "sql",
     "verifier",
 )
