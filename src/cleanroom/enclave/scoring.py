@@ -20,11 +20,12 @@ Nothing about a record is logged or written to the ledger: the ledger gets count
 party per window (:class:`~cleanroom.enclave.scoring_auth.UsageMeter`).
 """
 
-
 import argparse
 import datetime as dt
 import json
 import logging
+import signal
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Final
@@ -336,10 +337,26 @@ def serve_scoring(
     from cleanroom.tee.enclave_main import serve_attested
 
     app = create_scoring_app(model, contract=contract, ledger=ledger)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the
+    # handler it found: make that handler end the server here so the usage gets written.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         serve_attested(app, platform, host=host, port=port)
+    except _Terminated:
+        pass
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         scoring_fastapi(app).state.usage.flush()
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the scoring server."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 # -- the enclave command ----------------------------------------------------------------
