@@ -46,7 +46,13 @@ from cleanroom.ml.models import (
     resolve_hyperparameters,
     train,
 )
-from cleanroom.ml.onnx_export import export_onnx, onnx_feeds, onnx_matches, run_onnx
+from cleanroom.ml.onnx_export import (
+    export_onnx,
+    onnx_feeds,
+    onnx_matches,
+    run_onnx,
+    score_onnx,
+)
 from cleanroom.ml.split import Split, split_indices, train_test_split
 
 __all__ = [
@@ -74,6 +80,7 @@ __all__ = [
     "pool",
     "resolve_hyperparameters",
     "run_onnx",
+    "score_onnx",
     "split_indices",
     "train",
     "train_test_split",

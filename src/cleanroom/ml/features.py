@@ -180,6 +180,24 @@ class FeatureSpec:
             ranges=ranges,
         )
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """The inverse of :meth:`to_dict` (e.g. read back from ONNX metadata).
+
+        Raises:
+            ConfigurationError: a key is missing or a value does not validate.
+        """
+        try:
+            return cls(
+                numeric=tuple(data["numeric"]),
+                categorical={k: tuple(v) for k, v in data["categorical"].items()},
+                label=str(data["label"]),
+                classes=tuple(data["classes"]),
+                ranges={k: (v[0], v[1]) for k, v in data.get("ranges", {}).items()},
+            )
+        except (KeyError, TypeError, AttributeError, IndexError):
+            raise ConfigurationError("not a feature spec") from None
+
     @property
     def feature_columns(self) -> tuple[str, ...]:
         """Every feature column, in model input order (numeric, then categorical)."""

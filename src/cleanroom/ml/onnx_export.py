@@ -36,8 +36,8 @@ import pandas as pd
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-from cleanroom.errors import TrainingError
-from cleanroom.ml.features import model_input
+from cleanroom.errors import ConfigurationError, TrainingError
+from cleanroom.ml.features import FeatureSpec, Featurization, check_featurization, model_input
 from cleanroom.ml.models import TrainedModel
 
 #: ONNX opsets of every exported model (default domain, ``ai.onnx.ml``).
@@ -106,15 +106,36 @@ def export_onnx(model: TrainedModel) -> bytes:
 
 def onnx_feeds(model: TrainedModel, frame: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
     """The ONNX input tensors for the rows of ``frame`` (see the module docstring)."""
-    x = model_input(frame, model.spec, model.featurization)
+    return _feeds(frame, model.spec, model.featurization)
+
+
+def _feeds(
+    frame: pd.DataFrame, spec: FeatureSpec, featurization: Featurization
+) -> dict[str, npt.NDArray[Any]]:
+    x = model_input(frame, spec, featurization)
     feeds: dict[str, npt.NDArray[Any]] = {}
-    for name, kind in model.spec.input_kinds(model.featurization).items():
+    for name, kind in spec.input_kinds(featurization).items():
         column = x[name].to_numpy()
         if kind == "float":
             feeds[name] = column.astype(np.float32).reshape(-1, 1)
         else:
             feeds[name] = column.astype(object).reshape(-1, 1)
     return feeds
+
+
+def _run(
+    session: ort.InferenceSession,
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    featurization: Featurization,
+    model_classes: tuple[int, ...],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    label, probabilities = session.run(
+        ["label", "probabilities"], _feeds(frame, spec, featurization)
+    )
+    aligned = np.zeros((len(frame), len(spec.classes)), dtype=np.float64)
+    aligned[:, [spec.classes.index(c) for c in model_classes]] = probabilities
+    return np.asarray(label, dtype=np.int64).reshape(-1), aligned
 
 
 def run_onnx(
@@ -125,11 +146,31 @@ def run_onnx(
     Returns the ``label`` output and the probabilities aligned to ``model.spec.classes``.
     """
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    label, probabilities = session.run(["label", "probabilities"], onnx_feeds(model, frame))
-    return (
-        np.asarray(label, dtype=np.int64).reshape(-1),
-        model.align(np.asarray(probabilities, dtype=np.float64)),
-    )
+    return _run(session, frame, model.spec, model.featurization, model.model_classes)
+
+
+def score_onnx(
+    onnx_bytes: bytes, frame: pd.DataFrame
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Score ``frame`` with an exported model alone, as a recipient would.
+
+    The spec, featurization and classes come from the model's ``metadata_props``, so
+    only the ONNX bytes and a frame with the schema's columns are needed. Returns the
+    ``label`` output and the probabilities aligned to the spec's classes.
+
+    Raises:
+        ConfigurationError: the model lacks cleanroom metadata.
+        TrainingError: a feature column is absent from ``frame``.
+    """
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        spec = FeatureSpec.from_dict(json.loads(meta["cleanroom.spec"]))
+        featurization = check_featurization(meta["cleanroom.featurization"])
+        model_classes = tuple(int(c) for c in json.loads(meta["cleanroom.model_classes"]))
+    except (KeyError, ValueError, TypeError):
+        raise ConfigurationError("the ONNX model has no cleanroom metadata") from None
+    return _run(session, frame, spec, featurization, model_classes)
 
 
 def onnx_matches(
@@ -165,4 +206,5 @@ __all__ = [
     "onnx_feeds",
     "onnx_matches",
     "run_onnx",
+    "score_onnx",
 ]

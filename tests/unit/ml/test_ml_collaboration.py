@@ -126,6 +126,7 @@ def test_public_surface() -> None:
             "pool",
             "resolve_hyperparameters",
             "run_onnx",
+            "score_onnx",
             "split_indices",
             "train",
             "train_test_split",

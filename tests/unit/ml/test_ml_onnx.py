@@ -10,7 +10,16 @@ import onnx
 import pandas as pd
 import pytest
 
-from cleanroom.ml import FeatureSpec, TrainedModel, export_onnx, onnx_matches, run_onnx, train
+from cleanroom.errors import ConfigurationError
+from cleanroom.ml import (
+    FeatureSpec,
+    TrainedModel,
+    export_onnx,
+    onnx_matches,
+    run_onnx,
+    score_onnx,
+    train,
+)
 from cleanroom.ml.onnx_export import GRAPH_NAME
 
 CASES = [
@@ -98,3 +107,32 @@ def test_the_export_shim_leaves_skl2onnx_as_it_was(
     before = random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting
     export_onnx(_model(sites, spec, CASES[2]))
     assert random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting is before
+
+
+def test_a_recipient_scores_with_the_onnx_bytes_alone(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> None:
+    for case in CASES:
+        model = _model(sites, spec, case)
+        blob = export_onnx(model)
+        rows = sites["hospital-c"]
+        labels, proba = score_onnx(blob, rows)
+        expected_labels, expected_proba = run_onnx(blob, model, rows)
+        assert np.array_equal(labels, expected_labels)
+        assert np.array_equal(proba, expected_proba)
+
+
+def test_scoring_needs_the_cleanroom_metadata(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> None:
+    proto = onnx.load_from_string(export_onnx(_model(sites, spec, CASES[0])))
+    del proto.metadata_props[:]
+    with pytest.raises(ConfigurationError, match="metadata"):
+        score_onnx(proto.SerializeToString(), sites["hospital-c"])
+
+
+def test_the_spec_round_trips_through_a_dict(spec: FeatureSpec) -> None:
+    again = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
+    with pytest.raises(ConfigurationError, match="not a feature spec"):
+        FeatureSpec.from_dict({"numeric": ["age"]})
