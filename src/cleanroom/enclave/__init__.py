@@ -1,0 +1,43 @@
+"""The enclave application: the contract's training job, its sealed outputs and receipt.
+
+Inside the enclave (the ``train`` enclave command, :mod:`cleanroom.enclave.commands`):
+:func:`run_job` fetches every party's keys from its broker, decrypts and validates the
+data, trains and evaluates the contract's algorithm, seals the outputs the contract names
+to their recipients, signs a :mod:`receipt <cleanroom.enclave.receipt>` and writes the
+ledger. It returns a :class:`TrainedJob` (what a scoring server needs).
+
+On the operator's side: :func:`run_contract_job` launches the (simulated) enclave for a
+contract, streams its progress and returns a :class:`JobOutcome` — public results only.
+Recipients open their sealed model with :func:`open_sealed` and check it with
+:func:`verify_receipt`. See ``docs/enclave.md``.
+"""
+
+from cleanroom.enclave.data import DatasetDigest, dataset_digest
+from cleanroom.enclave.job import OutputFile, TrainedJob, run_job
+from cleanroom.enclave.outputs import JobOutcome, OpenedModel, open_model, run_contract_job
+from cleanroom.enclave.receipt import VerifiedReceipt, sign_receipt, verify_receipt
+from cleanroom.enclave.sealing import (
+    load_recipient_private_key,
+    open_sealed,
+    read_envelope,
+    seal_output,
+)
+
+__all__ = [
+    "DatasetDigest",
+    "JobOutcome",
+    "OpenedModel",
+    "OutputFile",
+    "TrainedJob",
+    "VerifiedReceipt",
+    "dataset_digest",
+    "load_recipient_private_key",
+    "open_model",
+    "open_sealed",
+    "read_envelope",
+    "run_contract_job",
+    "run_job",
+    "seal_output",
+    "sign_receipt",
+    "verify_receipt",
+]

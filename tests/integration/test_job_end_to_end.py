@@ -1,0 +1,457 @@
+"""The training job end to end: real brokers on loopback, a real enclave process.
+
+Three parties import 300 synthetic records each (encrypted by their own clients), sign a
+contract, and run brokers (uvicorn on 127.0.0.1). The operator launches the simulated
+enclave with the ``train`` command; recipients open their sealed models and check them
+against the signed receipt, which is verified offline, as is the ledger. Contracts that
+are not in force, revoked, or an enclave bundle with one changed byte get nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import uvicorn
+
+from cleanroom.broker import BrokerSettings, DecisionLog, create_app
+from cleanroom.client import PartyClient
+from cleanroom.contract import Contract, ContractRegistry, SigningKey, sign_revocation
+from cleanroom.contract.workdir import PartyKeyFiles, generate_party_keys
+from cleanroom.data import generate_sites
+from cleanroom.enclave import (
+    dataset_digest,
+    load_recipient_private_key,
+    open_model,
+    open_sealed,
+    read_envelope,
+    run_contract_job,
+    verify_receipt,
+)
+from cleanroom.errors import ConsentMissing, DecryptionError, PolicyViolation, TrainingError
+from cleanroom.keystores import LocalKeyStore
+from cleanroom.ledger import LedgerHead, read_entries, verify_ledger
+from cleanroom.ml import FeatureSpec, multiclass_metrics, split_indices
+from cleanroom.ml.features import label_indices, model_input
+from cleanroom.store import default_url, open_store
+from cleanroom.tee import Bundle, SimulatedLauncher
+from cleanroom.tee.bundle import default_package_dir
+
+PARTIES = ("hospital_a", "hospital_b", "hospital_c")
+RECORDS = 300
+FEATURES = [
+    "age",
+    "sex",
+    "smoker",
+    "chestPain",
+    "bloodPressure",
+    "serumCholestoral",
+    "fastingBloodSugar",
+    "maxHeartRate",
+]
+
+
+class Server:
+    """A uvicorn server in a thread on 127.0.0.1, on an ephemeral port."""
+
+    def __init__(self, app: Any) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+        self._thread.start()
+        for _ in range(1000):
+            if self._server.started:
+                return
+            time.sleep(0.01)
+        raise RuntimeError("broker did not start")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class World:
+    workdir: Path
+    store_url: str
+    launcher: SimulatedLauncher
+    bundle: Bundle
+    registry: ContractRegistry
+    clients: dict[str, PartyClient]
+    frames: dict[str, pd.DataFrame]
+    brokers: dict[str, Server]
+    logs: dict[str, Path]
+    keys: dict[str, PartyKeyFiles]
+    contracts: dict[str, Contract] = field(default_factory=dict)
+
+    def contract(
+        self, name: str, *, min_rows: int = 100, parties: tuple[str, ...] = PARTIES
+    ) -> Contract:
+        document = {
+            "id": f"job-test-{name}",
+            "title": f"Job test {name}",
+            "version": 1,
+            "created": "2026-01-01T00:00:00Z",
+            "expires": "2099-01-01T00:00:00Z",
+            "parties": [
+                {
+                    "name": p,
+                    "signing_key": self.keys[p].signing_public_key.read_text(),
+                    "broker_url": self.brokers[p].url,
+                    "recipient_key": self.keys[p].recipient_public_key.read_text(),
+                }
+                for p in parties
+            ],
+            "datasets": [
+                {
+                    "party": p,
+                    "table": "MedicalRecords",
+                    "schema": "medical_record",
+                    "min_rows": min_rows,
+                }
+                for p in parties
+            ],
+            "algorithm": {
+                "name": "multinomial_logistic_regression",
+                "features": FEATURES,
+                "label": "risk",
+                "hyperparameters": {"l2": 1.0, "max_iter": 500},
+                "split": {"train_fraction": 0.8, "seed": 0},
+                "metrics": ["micro_accuracy", "macro_accuracy", "log_loss", "confusion_matrix"],
+            },
+            "enclave": {
+                "tee_types": ["simulated"],
+                "allow_simulation": True,
+                "reference_measurements": [self.bundle.measurement],
+            },
+            "outputs": {
+                "model_recipients": ["hospital_a", "hospital_b"],
+                "metrics": [{"party": "hospital_c", "metrics": ["micro_accuracy"]}],
+                "collaboration_report": ["hospital_a"],
+            },
+        }
+        contract = Contract.from_mapping(document)
+        self.registry.submit(contract)
+        self.contracts[name] = contract
+        return contract
+
+    def sign(self, contract: Contract, parties: tuple[str, ...] = PARTIES) -> None:
+        for party in parties:
+            self.registry.sign(contract.hash, party, SigningKey.load(self.keys[party].signing_key))
+
+    def released(self, contract: Contract) -> list[dict[str, Any]]:
+        out = []
+        for path in self.logs.values():
+            if path.exists():
+                out += [
+                    e
+                    for e in DecisionLog(path).entries()
+                    if e.get("contract") == contract.hash and e["decision"] == "released"
+                ]
+        return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    workdir = tmp_path_factory.mktemp("job")
+    store_url = default_url(workdir)
+    store = open_store(store_url)
+    launcher = SimulatedLauncher(allow_simulation=True, workdir=workdir / "sim")
+    bundle = launcher.prepare_bundle(workdir / "bundle")
+    registry = ContractRegistry(store)
+    sites = generate_sites(len(PARTIES), RECORDS, seed=0)
+    frames = dict(zip(PARTIES, sites.values(), strict=True))
+    clients, brokers, logs, keys = {}, {}, {}, {}
+    for party in PARTIES:
+        key_store = LocalKeyStore(workdir / "keys" / party)
+        client = PartyClient(store, key_store, party=party)
+        client.create_keys()
+        client.create_dataset()
+        client.import_dataframe(frames[party])
+        clients[party] = client
+        keys[party] = generate_party_keys(workdir, party)
+        logs[party] = workdir / "broker" / party / "decisions.jsonl"
+        app = create_app(
+            BrokerSettings(
+                party=party,
+                insecure_simulation=True,
+                simulation_roots=[launcher.root_certificate],
+            ),
+            store=store,
+            contracts=ContractRegistry(store),
+            key_store=key_store,
+            decision_log=DecisionLog(logs[party]),
+        )
+        brokers[party] = Server(app)
+    world = World(
+        workdir, store_url, launcher, bundle, registry, clients, frames, brokers, logs, keys
+    )
+    try:
+        yield world
+    finally:
+        for server in brokers.values():
+            server.stop()
+        store.close()
+
+
+def _secrets(world: World) -> list[bytes]:
+    found = []
+    for party, client in world.clients.items():
+        raw = client.column_encryption_key(f"CEK_{party}").secret_bytes()
+        found += [raw, raw.hex().encode(), base64.urlsafe_b64encode(raw).rstrip(b"=")]
+        found.append(world.keys[party].recipient_key.read_bytes().split(b"\n")[1])
+    return found
+
+
+_SCAN = """
+import pathlib, sys
+secrets = [bytes.fromhex(line) for line in sys.stdin.read().split()]
+files = sorted(pathlib.Path(sys.argv[1]).glob("cleanroom.db*"))
+assert files
+print(sum(s in f.read_bytes() for f in files for s in secrets))
+"""
+
+
+def _found_in_store_files(workdir: Path, secrets: list[bytes]) -> int:
+    # Another process reads the live SQLite files: closing a descriptor of them here would
+    # drop this process's POSIX locks on the database (and let another process delete the WAL).
+    result = subprocess.run(
+        [sys.executable, "-c", _SCAN, str(workdir)],
+        input="\n".join(s.hex() for s in secrets),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout)
+
+
+def _pooled_test(world: World, spec: FeatureSpec, train_fraction: float, seed: int) -> pd.DataFrame:
+    parts = []
+    for party in PARTIES:
+        frame = world.frames[party].reset_index(drop=True)
+        _, test = split_indices(
+            frame[spec.label].to_numpy(), test_fraction=1 - train_fraction, seed=seed
+        )
+        parts.append(frame.iloc[test])
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_the_job_trains_seals_and_proves_what_it_did(
+    world: World, capfd: pytest.CaptureFixture[str]
+) -> None:
+    contract = world.contract("good")
+    world.sign(contract)
+    events: list[dict[str, Any]] = []
+    outcome = run_contract_job(
+        world.workdir,
+        world.store_url,
+        contract.hash,
+        allow_simulation=True,
+        launcher=world.launcher,
+        bundle=world.bundle,
+        progress=events.append,
+        timeout=120,
+    )
+    steps = [e["step"] for e in events]
+    assert steps[0] == "contract"
+    assert steps[-1] == "done"
+    assert "warning" in steps  # the simulated TEE is announced
+    assert outcome.keys_released == len(PARTIES)
+    assert outcome.rows == {p: RECORDS for p in PARTIES}
+    assert outcome.simulated is True
+    assert outcome.measurement == world.bundle.measurement
+
+    # The receipt verifies offline against the contract and the simulation root.
+    verified = verify_receipt(
+        outcome.receipt,
+        contract,
+        trusted_roots=[world.launcher.root_certificate],
+        allow_simulation=True,
+    )
+    assert verified.claims.simulated
+    assert verified.claims.config_id == contract.hash
+    assert verified.model_id == outcome.model_id
+    body = verified.body
+    store = open_store(world.store_url)
+    for entry in body["datasets"]:
+        digest = dataset_digest(store, entry["party"], entry["table"])
+        assert (digest.rows, digest.sha256) == (entry["rows"], entry["ciphertext_sha256"])
+        assert entry["train_rows"] + entry["test_rows"] == RECORDS
+
+    # Each model recipient opens its own sealed model; it is the model the receipt names.
+    spec = FeatureSpec(**{k: v for k, v in body["spec"].items()})
+    test_rows = _pooled_test(world, spec, 0.8, 0)
+    models = {}
+    for party in contract.outputs.model_recipients:
+        opened = open_model(
+            outcome.output("model", party), world.keys[party].recipient_key, outcome.receipt
+        )
+        assert opened.model_id == outcome.model_id
+        models[party] = opened.onnx
+    assert len(set(models.values())) == 1
+    with pytest.raises(DecryptionError):  # another party's key does not open it
+        open_sealed(
+            read_envelope(outcome.output("model", "hospital_a")),
+            load_recipient_private_key(world.keys["hospital_b"].recipient_key),
+        )
+
+    # The opened ONNX model scores the held-out rows exactly as the receipt says.
+    session = ort.InferenceSession(models["hospital_a"], providers=["CPUExecutionProvider"])
+    featurization = body["algorithm"]["featurization"]
+    x = model_input(test_rows, spec, featurization)
+    feeds = {
+        name: x[name].to_numpy().astype(np.float32 if kind == "float" else object).reshape(-1, 1)
+        for name, kind in spec.input_kinds(featurization).items()
+    }
+    _, probabilities = session.run(["label", "probabilities"], feeds)
+    metrics = multiclass_metrics(
+        label_indices(test_rows, spec),
+        np.asarray(probabilities, dtype=np.float64),
+        classes=spec.classes,
+    )
+    assert metrics.rows == body["metrics"]["rows"]
+    assert metrics.micro_accuracy == pytest.approx(body["metrics"]["micro_accuracy"], abs=1e-12)
+    assert metrics.log_loss == pytest.approx(body["metrics"]["log_loss"], abs=1e-6)
+    assert [list(r) for r in metrics.confusion_matrix] == body["metrics"]["confusion_matrix"]
+
+    # Granted metrics and the collaboration report reach their recipients only.
+    granted = outcome.open_json("metrics", "hospital_c", world.keys["hospital_c"].recipient_key)
+    assert set(granted["pooled_on_all"]) == {"classes", "rows", "micro_accuracy"}
+    report = outcome.open_json(
+        "collaboration_report", "hospital_a", world.keys["hospital_a"].recipient_key
+    )
+    assert [p["party"] for p in report["parties"]] == list(PARTIES)
+    assert report["pooled_accuracy"] == pytest.approx(body["metrics"]["micro_accuracy"])
+    assert {o.kind for o in outcome.outputs} == {"model", "metrics", "collaboration_report"}
+
+    # The ledger verifies against the key the receipt (and its attestation) names.
+    entries = read_entries(store, outcome.ledger_id)
+    head = LedgerHead.from_json(json.loads((outcome.outputs_dir / "ledger-head.json").read_text()))
+    ledger = verify_ledger(entries, verified.public_key, head=head)
+    kinds = [e.kind for e in ledger.entries]
+    for kind in (
+        "enclave.launch",
+        "attestation.accepted",
+        "keys.released",
+        "job.rows",
+        "job.trained",
+        "model.sealed",
+        "receipt.signed",
+    ):
+        assert kind in kinds
+    assert kinds.count("keys.released") == len(PARTIES)
+    assert ledger.warnings()  # simulated attestations are flagged
+    store.close()
+
+    # The operator saw only sealed outputs, receipts, counts: no key, no recipient key.
+    captured = capfd.readouterr()
+    haystacks = [json.dumps(events).encode(), captured.out.encode(), captured.err.encode()]
+    haystacks += [p.read_bytes() for p in outcome.outputs_dir.iterdir()]
+    for secret in _secrets(world):
+        for haystack in haystacks:
+            assert secret not in haystack
+    assert not _found_in_store_files(world.workdir, _secrets(world))
+    assert sorted(p.name for p in outcome.outputs_dir.iterdir()) == sorted(
+        [o.file for o in outcome.outputs] + ["receipt.json", "ledger.jsonl", "ledger-head.json"]
+    )
+
+
+def test_a_contract_not_signed_by_all_releases_nothing(world: World) -> None:
+    contract = world.contract("unsigned")
+    world.sign(contract, PARTIES[:-1])
+    with pytest.raises(ConsentMissing, match="hospital_c"):
+        run_contract_job(
+            world.workdir,
+            world.store_url,
+            contract.hash,
+            allow_simulation=True,
+            launcher=world.launcher,
+            bundle=world.bundle,
+            timeout=120,
+        )
+    assert world.released(contract) == []
+    assert not (world.workdir / "outputs" / contract.hash[:16] / "receipt.json").exists()
+
+
+def test_a_revoked_contract_releases_nothing(world: World) -> None:
+    contract = world.contract("revoked")
+    world.sign(contract)
+    party = "hospital_b"
+    revocation = sign_revocation(contract, party, SigningKey.load(world.keys[party].signing_key))
+    world.registry.revoke(contract.hash, party, revocation)
+    with pytest.raises(ConsentMissing, match="revoked by hospital_b"):
+        run_contract_job(
+            world.workdir,
+            world.store_url,
+            contract.hash,
+            allow_simulation=True,
+            launcher=world.launcher,
+            bundle=world.bundle,
+            timeout=120,
+        )
+    assert world.released(contract) == []
+
+
+def test_one_changed_byte_of_enclave_code_gets_no_key(world: World, tmp_path: Path) -> None:
+    contract = world.contract("tampered")
+    world.sign(contract)
+    package = tmp_path / "cleanroom"
+    shutil.copytree(default_package_dir(), package, ignore=shutil.ignore_patterns("__pycache__"))
+    target = package / "enclave" / "job.py"
+    target.write_bytes(target.read_bytes() + b"\n")
+    tampered = SimulatedLauncher(
+        allow_simulation=True, workdir=world.workdir / "sim", package_dir=package
+    )
+    with pytest.raises(PolicyViolation) as refused:
+        run_contract_job(
+            world.workdir,
+            world.store_url,
+            contract.hash,
+            allow_simulation=True,
+            launcher=tampered,
+            timeout=120,
+        )
+    assert refused.value.rule == "measurement"
+    assert world.released(contract) == []
+
+
+def test_a_party_below_min_rows_stops_the_job_before_any_key(world: World) -> None:
+    contract = world.contract("too-few", min_rows=RECORDS + 1)
+    world.sign(contract)
+    with pytest.raises(TrainingError, match=r"hospital_a.*300 rows"):
+        run_contract_job(
+            world.workdir,
+            world.store_url,
+            contract.hash,
+            allow_simulation=True,
+            launcher=world.launcher,
+            bundle=world.bundle,
+            timeout=120,
+        )
+    assert world.released(contract) == []
+
+
+def test_run_contract_job_refuses_without_allow_simulation(world: World) -> None:
+    from cleanroom.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="allow_simulation"):
+        run_contract_job(world.workdir, world.store_url, "00" * 32)
