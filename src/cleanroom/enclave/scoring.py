@@ -73,8 +73,9 @@ def _problem_bytes(status: int, kind: str, detail: str, **extra: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-class _BodyLimit:
-    """ASGI middleware: reads at most ``limit`` body bytes, else answers 413 itself."""
+class _Guard:
+    """ASGI middleware: reads at most ``limit`` body bytes (else 413), and turns any
+    exception that escapes the app into a 500 problem, logging only its type."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self._app = app
@@ -112,14 +113,29 @@ class _BodyLimit:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self._app(scope, replay, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, replay, tracked)
+        except Exception as error:  # noqa: BLE001 -- the last line of defence: no traceback
+            _log.error("scoring request failed (%s)", type(error).__name__)
+            if not started:
+                await self._respond(send, 500, "internal", "the enclave could not answer")
 
     async def _too_large(self, send: Send) -> None:
-        body = _problem_bytes(413, "too-large", f"the body exceeds {self._limit} bytes")
+        await self._respond(send, 413, "too-large", f"the body exceeds {self._limit} bytes")
+
+    async def _respond(self, send: Send, status: int, kind: str, detail: str) -> None:
+        body = _problem_bytes(status, kind, detail)
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),
@@ -264,7 +280,7 @@ def create_scoring_app(
         summary="Score one record",
         responses={401: {}, 403: {}, 413: {}, 422: {}, 429: {}},
     )
-    def score(body: record, party: str = Depends(caller)) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def score(body: record, party: str = Depends(caller)) -> dict[str, Any]:  # type: ignore[valid-type]
         """The article's answer (``score``, ``accuracy``) plus class, probabilities, model id."""
         scores = run(party, [body.model_dump(by_alias=True)])  # type: ignore[attr-defined]
         return result(scores, 0)
@@ -285,7 +301,7 @@ def create_scoring_app(
         }
 
     @app.get("/model", summary="The served model", responses={401: {}, 403: {}})
-    def describe(party: str = Depends(caller)) -> dict[str, Any]:
+    async def describe(party: str = Depends(caller)) -> dict[str, Any]:
         """Model id, algorithm, classes, metrics and training receipt (no quota used)."""
         return {
             "modelId": model.model_id,
@@ -300,19 +316,16 @@ def create_scoring_app(
         }
 
     @app.get("/healthz", summary="Liveness")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """``{"status": "ok"}``."""
         return {"status": "ok"}
 
-    @app.middleware("http")
-    async def _no_stack_traces(request: Request, call_next: Any) -> Any:
-        try:
-            return await call_next(request)
-        except Exception as error:  # noqa: BLE001 -- the last line of defence: no traceback
-            _log.error("scoring request failed (%s)", type(error).__name__)
-            return problem(Refusal(500, "internal", "the enclave could not answer"))
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Starlette answers with this, then re-raises to _Guard (which logs the type only).
+        return problem(Refusal(500, "internal", "the enclave could not answer"))
 
-    return _BodyLimit(app, max_body_bytes) if max_body_bytes else app
+    return _Guard(app, max_body_bytes)
 
 
 def scoring_fastapi(app: Any) -> Any:

@@ -676,3 +676,19 @@ def test_no_input_gives_a_500(fuzz_api: Api, record: Any, batch: bool) -> None:
     assert reply.status_code in (200, 422), reply.text
     if reply.status_code == 422:
         assert reply.json()["errors"]
+
+
+def test_an_unexpected_failure_is_a_500_problem_without_details(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cleanroom.enclave import scoring_models
+
+    def broken(self: Any, rows: Any) -> Any:
+        raise RuntimeError(f"leaky failure quoting {rows}")
+
+    monkeypatch.setattr(scoring_models.OnnxScorer, "score", broken)
+    with caplog.at_level(logging.DEBUG):
+        problem = _problem(api.score(dict(RECORD, serumCholestoral=613)), 500)
+    assert problem["detail"] == "the enclave could not answer"
+    assert "613" not in caplog.text
+    assert "RuntimeError" in caplog.text
