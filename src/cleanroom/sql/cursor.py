@@ -62,6 +62,7 @@ from cleanroom.sql.engine import (
     QueryEngine,
     QueryResult,
     StatementDescription,
+    paused_gc,
 )
 from cleanroom.sql.parser import ParamKey
 from cleanroom.store import ColumnType, check_identifier
@@ -308,25 +309,26 @@ class Connection:
 
     def _decrypt(self, result: QueryResult, description: StatementDescription) -> QueryResult:
         by_name = {k.name: k for k in description.keys}
-        columns = list(zip(*result.rows, strict=True)) if result.rows else []
-        decoded: list[Sequence[Any]] = []
-        for index, column in enumerate(result.columns):
-            values = columns[index] if columns else ()
-            if not column.encrypted or not values:
-                decoded.append(values)
-                continue
-            if column.cek is None or column.cek not in by_name:
-                raise QueryError(f"no key described for result column {column.name!r}")
-            cipher = CellCipher(self._key(by_name[column.cek]))
-            present = [i for i, v in enumerate(values) if v is not None]
-            plain = cipher.decrypt_many([values[i] for i in present])
-            typed = denormalize_many(plain, column.sql_type)
-            out: list[Any] = [None] * len(values)
-            for i, value in zip(present, typed, strict=True):
-                out[i] = value
-            decoded.append(out)
-        rows = list(zip(*decoded, strict=True)) if decoded else []
-        return QueryResult(columns=result.columns, rows=rows, rowcount=result.rowcount)
+        decoded: list[list[Any]] = []
+        with paused_gc():
+            for column, values in zip(result.columns, result.data, strict=True):
+                if not column.encrypted or not values:
+                    decoded.append(values)
+                    continue
+                if column.cek is None or column.cek not in by_name:
+                    raise QueryError(f"no key described for result column {column.name!r}")
+                cipher = CellCipher(self._key(by_name[column.cek]))
+                present = [i for i, v in enumerate(values) if v is not None]
+                if len(present) == len(values):
+                    decoded.append(denormalize_many(cipher.decrypt_many(values), column.sql_type))
+                    continue
+                plain = cipher.decrypt_many([values[i] for i in present])
+                typed = denormalize_many(plain, column.sql_type)
+                out: list[Any] = [None] * len(values)
+                for i, value in zip(present, typed, strict=True):
+                    out[i] = value
+                decoded.append(out)
+        return QueryResult(columns=result.columns, data=tuple(decoded), rowcount=result.rowcount)
 
 
 def _bind(
@@ -367,7 +369,8 @@ class Cursor:
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor:
         """Run one statement with column encryption; parameters as DB-API ``qmark``/named."""
         result = self._connection._run(sql, params)
-        self._rows = result.rows
+        with paused_gc():
+            self._rows = result.rows
         self._position = 0
         self.rowcount = result.rowcount
         self.description = (
