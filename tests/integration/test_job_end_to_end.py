@@ -10,6 +10,7 @@ are not in force, revoked, or an enclave bundle with one changed byte get nothin
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import socket
@@ -104,7 +105,12 @@ class World:
     contracts: dict[str, Contract] = field(default_factory=dict)
 
     def contract(
-        self, name: str, *, min_rows: int = 100, parties: tuple[str, ...] = PARTIES
+        self,
+        name: str,
+        *,
+        min_rows: int = 100,
+        parties: tuple[str, ...] = PARTIES,
+        measurement: str | None = None,
     ) -> Contract:
         document = {
             "id": f"job-test-{name}",
@@ -141,7 +147,7 @@ class World:
             "enclave": {
                 "tee_types": ["simulated"],
                 "allow_simulation": True,
-                "reference_measurements": [self.bundle.measurement],
+                "reference_measurements": [measurement or self.bundle.measurement],
             },
             "outputs": {
                 "model_recipients": ["hospital_a", "hospital_b"],
@@ -455,3 +461,51 @@ def test_run_contract_job_refuses_without_allow_simulation(world: World) -> None
 
     with pytest.raises(ConfigurationError, match="allow_simulation"):
         run_contract_job(world.workdir, world.store_url, "00" * 32)
+
+
+def test_cli_run_and_model_open_give_the_same_model_again(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cleanroom.cli import main
+
+    first = json.loads(
+        (world.workdir / "outputs" / world.contracts["good"].hash[:16] / "receipt.json").read_text()
+    )
+    # `cleanroom run` measures the package as it is now (other work may have changed it
+    # since the fixture's bundle): the parties approve that measurement.
+    measured = world.launcher.prepare_bundle(world.workdir / "cli-bundle").measurement
+    contract = world.contract("cli", measurement=measured)
+    world.sign(contract)
+    out = world.workdir / "cli-outputs"
+    common = ["--workdir", str(world.workdir)]
+    assert main(["run", "--contract", contract.hash, "--outputs", str(out), *common]) == 2
+    status = main(
+        [
+            "run",
+            "--contract",
+            contract.hash,
+            "--outputs",
+            str(out),
+            "--insecure-simulation",
+            *common,
+        ]
+    )
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    assert "[enclave] keys-released party=hospital_a" in printed.out
+    assert "SIMULATED" in printed.out
+    second = json.loads((out / "receipt.json").read_text())
+    # Deterministic training: the same data and contract give the same model bytes.
+    assert second["body"]["model"]["sha256"] == first["body"]["model"]["sha256"]
+    assert second["body"]["job_id"] != first["body"]["job_id"]
+
+    model_file = world.workdir / "opened.onnx"
+    opening = ["model", "open", "--party", "hospital_b", "--outputs", str(out), *common]
+    # Without --insecure-simulation the simulation root is not trusted (AttestationError).
+    assert main([*opening, "--out", str(model_file)]) == 30
+    assert not model_file.exists()
+    assert main([*opening, "--out", str(model_file), "--insecure-simulation"]) == 0
+    assert model_file.stat().st_mode & 0o777 == 0o600
+    assert hashlib.sha256(model_file.read_bytes()).hexdigest() == second["body"]["model"]["sha256"]
+    # A party that receives no model has nothing to open.
+    assert main(["model", "open", "--party", "hospital_c", "--outputs", str(out), *common]) != 0

@@ -45,6 +45,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "keys",
     "ledger",
+    "model",
+    "run",
     "score",
     "sql",
     "verifier",

@@ -12,16 +12,53 @@ Recipients open their sealed model with :func:`open_sealed` and check it with
 :func:`verify_receipt`. See ``docs/enclave.md``.
 """
 
-from cleanroom.enclave.data import DatasetDigest, dataset_digest
-from cleanroom.enclave.job import OutputFile, TrainedJob, run_job
-from cleanroom.enclave.outputs import JobOutcome, OpenedModel, open_model, run_contract_job
-from cleanroom.enclave.receipt import VerifiedReceipt, sign_receipt, verify_receipt
-from cleanroom.enclave.sealing import (
-    load_recipient_private_key,
-    open_sealed,
-    read_envelope,
-    seal_output,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cleanroom.enclave.data import DatasetDigest, dataset_digest
+    from cleanroom.enclave.job import OutputFile, TrainedJob, run_job
+    from cleanroom.enclave.outputs import JobOutcome, OpenedModel, open_model, run_contract_job
+    from cleanroom.enclave.receipt import VerifiedReceipt, sign_receipt, verify_receipt
+    from cleanroom.enclave.sealing import (
+        load_recipient_private_key,
+        open_sealed,
+        read_envelope,
+        seal_output,
+    )
+
+# Imported on first use: an enclave process that refuses a contract (not in force) should
+# not pay for scikit-learn and onnxruntime first.
+_HOME = {
+    "DatasetDigest": "data",
+    "dataset_digest": "data",
+    "OutputFile": "job",
+    "TrainedJob": "job",
+    "run_job": "job",
+    "JobOutcome": "outputs",
+    "OpenedModel": "outputs",
+    "open_model": "outputs",
+    "run_contract_job": "outputs",
+    "VerifiedReceipt": "receipt",
+    "sign_receipt": "receipt",
+    "verify_receipt": "receipt",
+    "load_recipient_private_key": "sealing",
+    "open_sealed": "sealing",
+    "read_envelope": "sealing",
+    "seal_output": "sealing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cleanroom.enclave' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cleanroom.enclave.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DatasetDigest",

@@ -13,8 +13,6 @@ error's ``kind`` and ``message``, after which the process exits with status 1.
 ``cleanroom.enclave.scoring.serve_scoring(scoring_model(job), platform, contract=,
 ledger=job.ledger, host=, port=)`` — the model never leaves the enclave. It is refused
 before any key is fetched when the scoring server is not in the bundle.
-
-Also registers the broker's ``fetch-cek`` command (:data:`cleanroom.broker.ENCLAVE_COMMAND`).
 """
 
 from __future__ import annotations
@@ -24,16 +22,16 @@ import importlib
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cleanroom.broker import ENCLAVE_COMMAND
+from cleanroom.contract import ContractRegistry
 from cleanroom.errors import CleanroomError, ConfigurationError, PolicyViolation
 from cleanroom.store import open_store
 from cleanroom.tee import Platform
 from cleanroom.tee.enclave_main import COMMANDS, emit
 
-from .data import DEFAULT_BATCH_ROWS
-from .job import TrainedJob, run_job
+if TYPE_CHECKING:
+    from .job import TrainedJob
 
 #: The enclave event that carries every job step.
 JOB_EVENT = "job"
@@ -85,7 +83,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outputs", required=True, help="directory for sealed outputs")
     parser.add_argument("--broker", action="append", default=[], metavar="PARTY=URL")
     parser.add_argument("--verifier-url", default=None)
-    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
+    parser.add_argument("--batch-rows", type=int, default=None)
     parser.add_argument("--then-serve", action="store_true")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -97,10 +95,15 @@ def _train(platform: Platform, args: Any) -> int:
 
     try:
         serve = scoring_server() if args.then_serve else None
-        if args.batch_rows < 1:
+        if args.batch_rows is not None and args.batch_rows < 1:
             raise ConfigurationError("--batch-rows must be at least 1")
         store = open_store(args.store, create=False)
         try:
+            # Refuse a contract that is not in force before loading the ML stack.
+            ContractRegistry(store).require_in_force(args.contract)
+            from .data import DEFAULT_BATCH_ROWS
+            from .job import run_job
+
             job = run_job(
                 platform=platform,
                 store=store,
@@ -108,7 +111,7 @@ def _train(platform: Platform, args: Any) -> int:
                 outputs_dir=Path(args.outputs),
                 brokers=parse_brokers(args.broker),
                 verifier_url=args.verifier_url,
-                batch_rows=args.batch_rows,
+                batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
                 progress=progress,
             )
             if serve is not None:
@@ -134,6 +137,5 @@ def _train(platform: Platform, args: Any) -> int:
 TRAIN_COMMAND = (_train_arguments, _train)
 
 COMMANDS.setdefault("train", TRAIN_COMMAND)
-COMMANDS.setdefault("fetch-cek", ENCLAVE_COMMAND)
 
 __all__ = ["JOB_EVENT", "TRAIN_COMMAND", "parse_brokers", "scoring_model", "scoring_server"]
