@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cleanroom.attestation import attested_httpx_client
 from cleanroom.cli import main
@@ -295,6 +297,52 @@ def test_the_cli_scores_a_csv_file(world: World, capsys: pytest.CaptureFixture[s
     # Without --insecure-simulation the simulated enclave is refused (exit 31/30).
     strict = [a for a in common if a != "--insecure-simulation"][:-2]
     assert main([*strict, "--record", json.dumps(RECORD)]) in (30, 31)
+
+
+_value = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=6)
+    | st.lists(st.integers(), max_size=2)
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    record=st.fixed_dictionaries(
+        {}, optional={name: _value | st.integers(0, 300) for name in [*RECORD, "risk", "x"]}
+    ),
+    batch=st.booleans(),
+)
+def test_no_record_makes_the_enclave_fail(
+    world: World, record: dict[str, Any], batch: bool
+) -> None:
+    try:
+        body = json.dumps({"records": [record]} if batch else record).encode()
+    except ValueError:
+        return
+    path = "/score/batch" if batch else "/score"
+    policy = scoring_policy(world.contract, insecure_simulation=True)
+    with attested_httpx_client(
+        world.url, policy, trusted_roots=[world.launcher.root_certificate]
+    ) as raw:
+        headers = sign_request(
+            world.keys["hospital_b"],
+            contract_hash=world.contract.hash,
+            party="hospital_b",
+            method="POST",
+            path=path,
+            body=body,
+        )
+        reply = raw.post(path, content=body, headers=headers)
+    assert reply.status_code in (200, 422), reply.text
+    assert reply.headers["content-type"].startswith(
+        "application/json" if reply.status_code == 200 else "application/problem+json"
+    )
 
 
 def test_usage_reaches_the_ledger_on_shutdown(world: World) -> None:
