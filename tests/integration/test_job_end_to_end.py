@@ -35,6 +35,7 @@ from cleanroom.contract import Contract, ContractRegistry, SigningKey, sign_revo
 from cleanroom.contract.workdir import PartyKeyFiles, generate_party_keys
 from cleanroom.data import generate_sites
 from cleanroom.enclave import (
+    JobOutcome,
     dataset_digest,
     load_recipient_private_key,
     open_model,
@@ -261,9 +262,15 @@ def _pooled_test(world: World, spec: FeatureSpec, train_fraction: float, seed: i
     return pd.concat(parts, ignore_index=True)
 
 
-def test_the_job_trains_seals_and_proves_what_it_did(
-    world: World, capfd: pytest.CaptureFixture[str]
-) -> None:
+@dataclass
+class Ran:
+    contract: Contract
+    outcome: JobOutcome
+    events: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def good(world: World) -> Ran:
     contract = world.contract("good")
     world.sign(contract)
     events: list[dict[str, Any]] = []
@@ -275,8 +282,15 @@ def test_the_job_trains_seals_and_proves_what_it_did(
         launcher=world.launcher,
         bundle=world.bundle,
         progress=events.append,
-        timeout=120,
+        timeout=300,
     )
+    return Ran(contract, outcome, events)
+
+
+def test_the_job_trains_seals_and_proves_what_it_did(
+    world: World, good: Ran, capfd: pytest.CaptureFixture[str]
+) -> None:
+    contract, outcome, events = good.contract, good.outcome, good.events
     steps = [e["step"] for e in events]
     assert steps[0] == "contract"
     assert steps[-1] == "done"
@@ -392,7 +406,7 @@ def test_a_contract_not_signed_by_all_releases_nothing(world: World) -> None:
             allow_simulation=True,
             launcher=world.launcher,
             bundle=world.bundle,
-            timeout=120,
+            timeout=300,
         )
     assert world.released(contract) == []
     assert not (world.workdir / "outputs" / contract.hash[:16] / "receipt.json").exists()
@@ -412,7 +426,7 @@ def test_a_revoked_contract_releases_nothing(world: World) -> None:
             allow_simulation=True,
             launcher=world.launcher,
             bundle=world.bundle,
-            timeout=120,
+            timeout=300,
         )
     assert world.released(contract) == []
 
@@ -434,7 +448,7 @@ def test_one_changed_byte_of_enclave_code_gets_no_key(world: World, tmp_path: Pa
             contract.hash,
             allow_simulation=True,
             launcher=tampered,
-            timeout=120,
+            timeout=300,
         )
     assert refused.value.rule == "measurement"
     assert world.released(contract) == []
@@ -451,7 +465,7 @@ def test_a_party_below_min_rows_stops_the_job_before_any_key(world: World) -> No
             allow_simulation=True,
             launcher=world.launcher,
             bundle=world.bundle,
-            timeout=120,
+            timeout=300,
         )
     assert world.released(contract) == []
 
@@ -464,13 +478,11 @@ def test_run_contract_job_refuses_without_allow_simulation(world: World) -> None
 
 
 def test_cli_run_and_model_open_give_the_same_model_again(
-    world: World, capsys: pytest.CaptureFixture[str]
+    world: World, good: Ran, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from cleanroom.cli import main
 
-    first = json.loads(
-        (world.workdir / "outputs" / world.contracts["good"].hash[:16] / "receipt.json").read_text()
-    )
+    first = good.outcome.receipt
     # `cleanroom run` measures the package as it is now (other work may have changed it
     # since the fixture's bundle): the parties approve that measurement.
     measured = world.launcher.prepare_bundle(world.workdir / "cli-bundle").measurement
