@@ -142,6 +142,18 @@ class FeatureSpec:
             if lo > hi:
                 raise ConfigurationError(f"column {name!r}: empty range")
 
+    def __hash__(self) -> int:
+        # The generated hash would fail on the mapping fields; hash their frozen items.
+        return hash(
+            (
+                self.numeric,
+                tuple(self.categorical.items()),
+                self.label,
+                self.classes,
+                tuple(self.ranges.items()),
+            )
+        )
+
     @classmethod
     def from_columns(cls, columns: Iterable[SchemaColumn]) -> FeatureSpec:
         """The spec of a schema given as column descriptions (see :class:`SchemaColumn`).

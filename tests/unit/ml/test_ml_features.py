@@ -106,6 +106,8 @@ def test_model_input_types_and_tokens(spec: FeatureSpec) -> None:
     assert x["smoker"].tolist() == ["1", ""]
     assert x["chestPain"].tolist() == ["4", ""]
     assert x["fastingBloodSugar"].tolist() == ["1", "0"]
+    fractional = model_input(frame.assign(chestPain=[2.5, 4.0]), spec)
+    assert fractional["chestPain"].tolist() == ["2.5", "4"]
     article = model_input(frame, spec, "article")
     assert article["age"].tolist() == ["63", ""]
     assert article["bloodPressure"].tolist() == ["145", ""]

@@ -134,5 +134,6 @@ def test_scoring_needs_the_cleanroom_metadata(
 def test_the_spec_round_trips_through_a_dict(spec: FeatureSpec) -> None:
     again = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
+    assert hash(again) == hash(spec)
     with pytest.raises(ConfigurationError, match="not a feature spec"):
         FeatureSpec.from_dict({"numeric": ["age"]})
