@@ -49,6 +49,7 @@ from cleanroom.tee._base import Platform
 
 _log = logging.getLogger(__name__)
 
+_BODY_KEY: Final = "cleanroom.body"
 PROBLEM_PREFIX: Final = "https://cleanroom.invalid/problems/scoring/"
 #: Largest accepted request body (bytes) unless configured otherwise.
 DEFAULT_MAX_BODY: Final = 1024 * 1024
@@ -104,6 +105,8 @@ class _Guard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        # The exact bytes, for the signature check wherever it runs (see _invalid).
+        scope[_BODY_KEY] = body
         delivered = False
 
         async def replay() -> Message:
@@ -221,6 +224,13 @@ def create_scoring_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        if getattr(request.state, "party", None) is None:
+            # FastAPI parses JSON before it runs dependencies: authorize first anyway, so
+            # that a stranger learns nothing about what the enclave accepts.
+            try:
+                await caller(request)
+            except Refusal as refusal:
+                return problem(refusal)
         # Locations and messages only: pydantic would echo the submitted values.
         errors = [
             {
@@ -242,7 +252,9 @@ def create_scoring_app(
         return problem(Refusal(error.status_code, kind, str(error.detail)))
 
     async def caller(request: Request) -> str:
-        body = await request.body()
+        body = request.scope.get(_BODY_KEY)
+        if not isinstance(body, bytes):
+            body = await request.body()
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         moment = now()
         party = authenticator.authenticate(
@@ -252,6 +264,7 @@ def create_scoring_app(
             raise Refusal(403, "forbidden", "the contract does not let this party score")
         if contract.is_expired(moment):
             raise Refusal(403, "forbidden", "the contract has expired")
+        request.state.party = party
         return party
 
     def run(party: str, rows: list[dict[str, Any]]) -> Scores:

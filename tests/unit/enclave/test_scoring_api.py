@@ -692,3 +692,8 @@ def test_an_unexpected_failure_is_a_500_problem_without_details(
     assert problem["detail"] == "the enclave could not answer"
     assert "613" not in caplog.text
     assert "RuntimeError" in caplog.text
+
+
+def test_malformed_json_from_a_stranger_is_a_401(api: Api) -> None:
+    _problem(api.request("POST", "/score", body=b"{not json", party=None), 401)
+    _problem(api.request("POST", "/score", body=b"{not json", party="auditor"), 403)
