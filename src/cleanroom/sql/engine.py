@@ -759,9 +759,29 @@ class _Select:
                     hits = self._filter(batch)
                     if len(hits) != len(next(iter(batch.values()), [])):
                         batch = {name: [values[p] for p in hits] for name, values in batch.items()}
+                if plan.top is not None and not push_order and plan.order:
+                    batch = self._candidates(batch, plan.top)
                 for name in needed:
                     kept[name].extend(batch[name])
             result.close()
+            return self._finish(kept, output, push_order)
+
+    def _candidates(self, batch: dict[str, list[Any]], top: int) -> dict[str, list[Any]]:
+        """``TOP (n) … ORDER BY`` in the enclave: keep only a batch's first ``n`` rows.
+
+        The batch's own ordering picks its candidates; they stay in row order so that the
+        final (stable) ordering breaks ties by row id, as a full sort would.
+        """
+        rows = len(next(iter(batch.values()), []))
+        if rows <= top:
+            return batch
+        chosen = np.sort(self._order(batch)[:top])
+        return {name: [values[p] for p in chosen] for name, values in batch.items()}
+
+    def _finish(
+        self, kept: dict[str, list[Any]], output: list[str], push_order: bool
+    ) -> QueryResult:
+        plan = self._plan
         count = len(next(iter(kept.values()), [])) if kept else 0
         if plan.is_aggregate:
             return self._aggregate(kept, count)
