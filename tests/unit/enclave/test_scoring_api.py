@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -697,3 +698,16 @@ def test_an_unexpected_failure_is_a_500_problem_without_details(
 def test_malformed_json_from_a_stranger_is_a_401(api: Api) -> None:
     _problem(api.request("POST", "/score", body=b"{not json", party=None), 401)
     _problem(api.request("POST", "/score", body=b"{not json", party="auditor"), 403)
+
+
+def test_the_examples_in_docs_scoring_md_match_the_api(api: Api) -> None:
+    text = (Path(__file__).parents[3] / "docs" / "scoring.md").read_text(encoding="utf-8")
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
+    request, answer, problem = blocks[0], blocks[1], blocks[2]
+    reply = api.score(request)
+    assert reply.status_code == 200, reply.text
+    assert set(reply.json()) == set(answer)
+    assert list(reply.json()["probabilities"]) == list(answer["probabilities"])
+    invalid = _problem(api.score(dict(request, chestPain=9)), 422)
+    assert set(invalid) == set(problem)
+    assert invalid["errors"][0] == problem["errors"][0]
