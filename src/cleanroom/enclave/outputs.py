@@ -29,7 +29,7 @@ from cleanroom.errors import (
     PolicyViolation,
     TrainingError,
 )
-from cleanroom.tee import Bundle, SimulatedLauncher
+from cleanroom.tee import Bundle, EnclaveProcess, SimulatedLauncher
 
 from .commands import JOB_EVENT
 from .job import OutputFile
@@ -73,6 +73,10 @@ class JobOutcome:
     keys_released: int
     rows: Mapping[str, int]
     events: tuple[Mapping[str, Any], ...] = field(repr=False)
+    #: With ``serve=True``: the scoring API's URL (RA-TLS) and the running enclave, which
+    #: the caller stops (``outcome.enclave.stop()``).
+    scoring_url: str | None = None
+    enclave: EnclaveProcess | None = field(default=None, repr=False)
 
     @property
     def receipt_path(self) -> Path:
@@ -172,6 +176,9 @@ def run_contract_job(
     batch_rows: int | None = None,
     progress: EventCallback | None = None,
     timeout: float = 600.0,
+    serve: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> JobOutcome:
     """Launch the enclave for ``contract_hash``, run its training job, return the outcome.
 
@@ -180,7 +187,9 @@ def run_contract_job(
     development only); ``launcher`` defaults to one whose simulation root CA is kept in
     ``<workdir>/sim`` (give the brokers ``<workdir>/sim/simulation-root.pem``). Outputs go
     to ``outputs_dir`` (default :func:`default_outputs_dir`). ``progress`` receives every
-    job event as it arrives.
+    job event as it arrives. With ``serve=True`` the enclave hands the trained model to the
+    scoring API (``train --then-serve``) and keeps running: the outcome carries its
+    ``scoring_url`` and the ``enclave`` process, which the caller must stop.
 
     Raises the enclave's error class (``ConsentMissing``, ``PolicyViolation`` with the
     broker's rule, ``TrainingError`` …) when the job fails, :class:`AttestationError` when
@@ -210,8 +219,12 @@ def run_contract_job(
         config_id = bytes.fromhex(contract_hash)
     except ValueError:
         raise ConfigurationError("a contract hash is 64 hex digits") from None
+    if serve:
+        command += ["--then-serve", "--host", host, "--port", str(port)]
     events: list[dict[str, Any]] = []
-    with launcher.launch(command, config_id=config_id, bundle=bundle) as enclave:
+    enclave = launcher.launch(command, config_id=config_id, bundle=bundle)
+    scoring_url = None
+    try:
         while True:
             event = enclave.wait_event(JOB_EVENT, timeout=timeout)
             events.append(event)
@@ -221,11 +234,19 @@ def run_contract_job(
                 raise _failure(event)
             if event.get("step") == "done":
                 break
-    done = events[-1]
-    receipt = _load_receipt(out)
-    body = receipt.get("body")
-    if not isinstance(body, dict) or body.get("job_id") != done.get("job_id"):
-        raise AttestationError("the receipt in the outputs directory is not this job's")
+        if serve:
+            ready = enclave.wait_event("ready", timeout=timeout)
+            scoring_url = f"https://{ready['host']}:{ready['port']}"
+        done = events[-1]
+        receipt = _load_receipt(out)
+        body = receipt.get("body")
+        if not isinstance(body, dict) or body.get("job_id") != done.get("job_id"):
+            raise AttestationError("the receipt in the outputs directory is not this job's")
+    except BaseException:
+        enclave.stop()
+        raise
+    if not serve:
+        enclave.stop()
     return JobOutcome(
         contract_hash=contract_hash,
         job_id=str(done["job_id"]),
@@ -240,6 +261,8 @@ def run_contract_job(
         keys_released=int(done.get("keys_released", 0)),
         rows={e["party"]: int(e["rows"]) for e in events if e.get("step") == "rows"},
         events=tuple(events),
+        scoring_url=scoring_url,
+        enclave=enclave if serve else None,
     )
 
 

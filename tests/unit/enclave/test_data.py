@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from cleanroom.client import PartyClient
 from cleanroom.crypto import ColumnEncryptionKey
@@ -25,9 +28,36 @@ PARTY = "hospital_a"
 COLUMNS = ["age", "chestPain", "sex", "risk"]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = os.environ.get("CLEANROOM_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("CLEANROOM_TEST_POSTGRES_URL is not set")
+    schema = f"cr_enclave_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except sa.exc.OperationalError:
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is unreachable under CI")
+        pytest.skip("PostgreSQL is unreachable")
+    url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
 @pytest.fixture
-def loaded(tmp_path: Path) -> Iterator[tuple[Store, PartyClient, DatasetInfo]]:
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+def loaded(store_url: str, tmp_path: Path) -> Iterator[tuple[Store, PartyClient, DatasetInfo]]:
+    store = open_store(store_url)
     client = PartyClient(store, LocalKeyStore(tmp_path / "keys"), party=PARTY)
     client.create_keys()
     client.create_dataset()
