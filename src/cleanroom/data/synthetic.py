@@ -1,19 +1,27 @@
-"""Synthetic MedicalRecords for N hospitals that differ the way real sites do.
+"""Synthetic MedicalRecords for N hospitals: one clinical truth, different patients.
 
-Every site draws its patients from its own population (age and sex mix, smoking, chest
-pain mix set by its referral pattern, blood sugar, blood pressure, cholesterol, exercise
-heart rate), records them with its own habits (rounding blood pressure to 10 mm Hg,
-leaving cholesterol or fasting sugar unmeasured), and labels them with one shared
-clinical model: an ordinal logistic model of a latent severity, with non-linear terms
-(hypertension and chronotropic-incompetence hinges, the post-menopausal rise in women's
-risk) plus a per-site shift for the findings that decide referral but are not in the
-MedicalRecord (angiography, ST depression, thallium scans). Because the sites cover
-different parts of the input space and a linear model can only fit the non-linear truth
-locally, and because prevalence differs, a model trained on one site alone does worse on
-the others than a model trained on all of them. ``docs/data.md`` gives the equations, the
-parameters and the measured gap.
+Every site labels its patients with the same clinical model, :data:`LABEL_MODEL`: an
+ordinal logistic model of a latent severity with non-linear terms (risk accelerating
+after 55, men's excess risk shrinking after menopause, chest pain type telling more in
+older patients, hypertension and cholesterol mattering only above a level, diabetes
+weighing more with age, poor exercise capacity relative to 220 − age). What differs
+between sites is what they *see* and how they *measure*: age and sex mix (a young-adult
+clinic and a geriatric centre see narrow age bands), referral pattern (chest pain mix,
+exercise capacity, diabetes and blood pressure of the patients sent), and recording
+habits (blood pressure rounded to 10 mm Hg, cholesterol or fasting sugar not measured,
+one lab's small calibration offset). Prevalence differs because the case mix does.
 
-Everything is vectorized numpy; a site of 100,000 records takes well under a second.
+So a model trained on one site learns the truth only over that site's part of the input
+space and extrapolates badly to the others, while a model trained on all sites learns
+it everywhere — and, since the truth is shared, it loses nothing on any one site's own
+patients. ``docs/data.md`` gives the equations, the parameters and the measured gains.
+
+:class:`SiteProfile` still has the knobs that break the shared truth
+(``referral_severity``, ``heart_rate_scale``, large ``bp_bias``/``cholesterol_bias``);
+the archetypes leave them at zero, and ``tests/unit/data/test_site_shift.py`` shows what
+they do (a pooled model without a site feature then loses on the shifted site).
+
+Everything is vectorized numpy; a site of 100,000 records takes a fraction of a second.
 Determinism: site ``k`` (0-based) of ``generate_sites(parties, records, seed)`` depends
 only on ``(k, records, seed)``, not on ``parties``.
 """
@@ -36,34 +44,43 @@ from cleanroom.errors import ConfigurationError
 _Float = npt.NDArray[np.float64]
 _Bool = npt.NDArray[np.bool_]
 
+# Bounds every generated age stays in (a site may narrow them).
+_AGE_FLOOR: Final = 18.0
+_AGE_CEILING: Final = 95.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class LabelModel:
     """The shared clinical model: latent severity → ``risk`` 0..4 (ordinal logistic).
 
     ``severity = Σ coefficient × term + site.referral_severity + N(0, heterogeneity²)``
-    and ``risk = #{k : severity + Logistic(0, 1) > thresholds[k]}``. The terms are
-    listed in ``docs/data.md``; coefficients are on the latent (log-odds) scale and
-    were set near an ordinal logistic fit to the pooled UCI data, then the thresholds
-    were calibrated so that the Cleveland-like site has UCI Cleveland's label mix
-    (54 / 18 / 12 / 12 / 4 %).
+    and ``risk = #{k : severity + Logistic(0, 1) > thresholds[k]}``, on the patient's
+    *true* values. The terms are listed in ``docs/data.md``; coefficients are on the
+    latent (log-odds) scale, near an ordinal logistic fit to the pooled UCI data for
+    the linear parts, and the thresholds were calibrated so that the general clinic
+    (hospital-a) has UCI Cleveland's label mix (54 / 18 / 12 / 12 / 4 %).
     """
 
-    age_per_decade: float = 0.15
-    age_over_55_per_decade: float = 0.60  # risk accelerates after 55
-    male: float = 1.30
-    female_post_menopause_per_decade: float = 0.60  # per decade of a woman's age over 50
+    age_per_decade: float = 0.20
+    age_over_55_per_decade: float = 0.70  # risk accelerates after 55 ...
+    acceleration_ends_at: float = 70.0  # ... until 70 (the very old are survivors)
+    male: float = 1.40
+    female_post_menopause_per_decade: float = 0.70  # per decade of a woman's age over 50
     smoker: float = 0.50
     chest_pain: tuple[float, float, float, float] = (0.0, -1.30, -0.30, 1.10)  # codes 1..4
     female_chest_pain_scale: float = 0.5  # chest pain type predicts less in women
-    bp_per_20: float = 0.25
-    hypertension_per_20: float = 0.40  # per 20 mm Hg above 140
-    cholesterol_per_50: float = 0.25
+    chest_pain_age_per_decade: float = 0.15  # ... and more in older patients (floor 0.2)
+    interactions_age_cap: float = 70.0  # the age interactions stop growing here
+    bp_per_20: float = 0.10
+    hypertension_per_20: float = 0.45  # per 20 mm Hg above 140
+    cholesterol_level: float = 240.0  # cholesterol matters only above this
+    cholesterol_over_level_per_50: float = 0.45
     fasting_sugar: float = 0.45
+    fasting_sugar_age_per_decade: float = 0.25  # diabetes weighs more with age (floor 0)
     heart_rate_per_20: float = -0.20
-    chronotropic_incompetence: float = 6.0  # per unit of (0.85 - HR / (220 - age)) when positive
+    chronotropic_incompetence: float = 7.0  # per unit of (0.85 - HR / (220 - age)) when positive
     heterogeneity: float = 0.5
-    thresholds: tuple[float, float, float, float] = (2.14, 3.25, 4.21, 6.08)
+    thresholds: tuple[float, float, float, float] = (2.43, 3.57, 4.57, 6.50)
 
 
 #: The label model every synthetic site uses.
@@ -83,32 +100,42 @@ _FRACTION_FIELDS: Final = (
 )
 
 
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
 @dataclass(frozen=True, kw_only=True)
 class SiteProfile:
     """How one hospital's patients and records look.
 
-    Population: ``age_mean``/``age_sd`` (years), ``male_fraction``, ``smoker_rate``
-    (among men; women smoke at 0.6 times it), ``chest_pain_mix`` (probabilities of codes
-    1..4, the referral pattern), ``fasting_sugar_rate`` (at age 55), ``bp_shift`` and
-    ``cholesterol_shift`` (added to everyone's true value), ``heart_rate_fraction``
-    (mean of max heart rate / (220 − age)), ``referral_severity`` (latent shift from
-    findings not in the record). Habits: ``heart_rate_scale`` (recorded / true max heart
-    rate: the exercise protocol; bicycle ergometry reaches a lower peak than a
-    treadmill), ``bp_bias`` and ``cholesterol_bias`` (added to the recorded value: the
-    device, the assay's calibration), ``bp_round_to_10`` (fraction of blood pressures
-    written to the nearest 10; the rest to the nearest 1) and the ``missing_*``
-    fractions (missing completely at random). The label follows the *true* values; the
-    file holds the *recorded* ones.
+    Population: age ~ Normal(``age_mean``, ``age_sd``) truncated to
+    [``age_min``, ``age_max``] (years; a narrow band for a young-adult clinic or a
+    geriatric centre), ``male_fraction``, ``smoker_rate`` (among men; women smoke at 0.6
+    times it), ``chest_pain_mix`` (probabilities of codes 1..4: the referral pattern),
+    ``fasting_sugar_rate`` (at age 55), ``bp_shift`` and ``cholesterol_shift`` (added to
+    everyone's true value), ``heart_rate_fraction`` (mean of max heart rate / (220 −
+    age): the exercise capacity of the patients referred). Habits: ``bp_bias`` and
+    ``cholesterol_bias`` (added to the recorded value: the device, the assay's
+    calibration), ``bp_round_to_10`` (fraction of blood pressures written to the nearest
+    10; the rest to the nearest 1) and the ``missing_*`` fractions (missing completely
+    at random). The label follows the *true* values; the file holds the *recorded* ones.
+
+    Two knobs break the shared clinical truth and are 0 / 1 in every archetype:
+    ``referral_severity`` (a latent shift from findings not in the record) and
+    ``heart_rate_scale`` (recorded / true max heart rate, e.g. a bicycle protocol).
 
     Raises:
         ConfigurationError: a fraction is outside [0, 1], the chest pain mix does not
-            sum to 1, or the name is not a usable site name.
+            sum to 1, the age band holds almost none of the age distribution, or the
+            name is not a usable site name.
     """
 
     name: str
     description: str = ""
     age_mean: float = 54.4
     age_sd: float = 9.0
+    age_min: float = 28.0
+    age_max: float = 80.0
     male_fraction: float = 0.68
     smoker_rate: float = 0.45
     chest_pain_mix: tuple[float, float, float, float] = (0.08, 0.17, 0.28, 0.47)
@@ -141,31 +168,44 @@ class SiteProfile:
             raise ConfigurationError("fasting_sugar_rate must be strictly between 0 and 1")
         if self.age_sd <= 0:
             raise ConfigurationError("age_sd must be positive")
+        if not _AGE_FLOOR <= self.age_min < self.age_max <= _AGE_CEILING:
+            raise ConfigurationError(
+                f"need {_AGE_FLOOR:.0f} <= age_min < age_max <= {_AGE_CEILING:.0f}"
+            )
+        if self.age_band_mass < 0.05:
+            raise ConfigurationError("the age band holds under 5 % of the age distribution")
         if not (0.3 <= self.heart_rate_fraction <= 1.2 and 0.5 <= self.heart_rate_scale <= 1.5):
             raise ConfigurationError("heart_rate_fraction or heart_rate_scale is implausible")
 
+    @property
+    def age_band_mass(self) -> float:
+        """The share of Normal(``age_mean``, ``age_sd``) inside [``age_min``, ``age_max``]."""
+        high = _normal_cdf((self.age_max + 0.5 - self.age_mean) / self.age_sd)
+        low = _normal_cdf((self.age_min - 0.5 - self.age_mean) / self.age_sd)
+        return high - low
 
-#: The four archetypes the first four sites follow, modelled on the UCI institutions.
+
+#: The four archetypes the first four sites follow, loosely modelled on the UCI institutions.
 ARCHETYPES: Final[tuple[SiteProfile, ...]] = (
     SiteProfile(
         name="hospital-a",
-        description="general cardiology clinic (Cleveland-like): mixed referrals, complete records",
+        description="general cardiology clinic (Cleveland-like): mixed referrals, all ages, "
+        "complete records",
     ),
     SiteProfile(
         name="hospital-b",
-        description="younger outpatients (Hungarian-like): many atypical angina, low prevalence, "
-        "blood pressure mostly rounded to 10",
-        age_mean=47.8,
-        age_sd=7.8,
-        male_fraction=0.72,
+        description="young-adult outpatient clinic (Hungarian-like): ages 25-50, many women "
+        "and atypical angina, low prevalence, blood pressure mostly rounded to 10",
+        age_mean=40.0,
+        age_sd=7.0,
+        age_min=25.0,
+        age_max=50.0,
+        male_fraction=0.60,
         smoker_rate=0.40,
-        chest_pain_mix=(0.04, 0.36, 0.18, 0.42),
+        chest_pain_mix=(0.05, 0.40, 0.30, 0.25),
         fasting_sugar_rate=0.07,
-        cholesterol_shift=-7.0,
-        heart_rate_fraction=0.88,
-        heart_rate_scale=0.92,
-        cholesterol_bias=12.0,
-        referral_severity=0.10,
+        cholesterol_shift=-10.0,
+        heart_rate_fraction=0.92,
         bp_round_to_10=0.85,
         missing_smoker=0.10,
         missing_cholesterol=0.08,
@@ -174,18 +214,15 @@ ARCHETYPES: Final[tuple[SiteProfile, ...]] = (
     SiteProfile(
         name="hospital-c",
         description="tertiary referral centre (Switzerland-like): men sent for angiography, "
-        "mostly asymptomatic chest pain, very high prevalence, cholesterol never recorded",
-        age_mean=55.3,
-        age_sd=9.0,
+        "mostly asymptomatic chest pain, poor exercise capacity, cholesterol never recorded",
+        age_mean=58.0,
+        age_sd=8.0,
         male_fraction=0.92,
-        smoker_rate=0.35,
+        smoker_rate=0.45,
         chest_pain_mix=(0.03, 0.03, 0.14, 0.80),
-        fasting_sugar_rate=0.10,
-        bp_shift=4.0,
-        heart_rate_fraction=0.80,
-        heart_rate_scale=0.92,
-        bp_bias=-6.0,
-        referral_severity=2.20,
+        fasting_sugar_rate=0.20,
+        bp_shift=8.0,
+        heart_rate_fraction=0.76,
         bp_round_to_10=0.50,
         missing_smoker=0.15,
         missing_blood_pressure=0.02,
@@ -195,26 +232,27 @@ ARCHETYPES: Final[tuple[SiteProfile, ...]] = (
     ),
     SiteProfile(
         name="hospital-d",
-        description="veterans' hospital (VA Long Beach-like): older men, heavy smoking, "
-        "diabetes, a quarter of the measurements missing",
-        age_mean=59.4,
-        age_sd=7.8,
+        description="geriatric veterans' centre (VA Long Beach-like): ages 62-85, men, heavy "
+        "smoking, diabetes, a lab that reads cholesterol 8 mg/dl low, a quarter of the "
+        "measurements missing",
+        age_mean=70.0,
+        age_sd=6.0,
+        age_min=62.0,
+        age_max=85.0,
         male_fraction=0.97,
         smoker_rate=0.55,
-        chest_pain_mix=(0.04, 0.07, 0.24, 0.65),
-        fasting_sugar_rate=0.35,
-        bp_shift=-6.0,
-        cholesterol_shift=5.0,
-        heart_rate_fraction=0.76,
-        bp_bias=8.0,
-        cholesterol_bias=-10.0,
-        referral_severity=-0.13,
+        chest_pain_mix=(0.06, 0.10, 0.28, 0.56),
+        fasting_sugar_rate=0.30,
+        bp_shift=-4.0,
+        cholesterol_shift=-5.0,
+        heart_rate_fraction=0.84,
+        cholesterol_bias=-8.0,
         bp_round_to_10=0.48,
         missing_smoker=0.05,
-        missing_blood_pressure=0.28,
-        missing_cholesterol=0.28,
+        missing_blood_pressure=0.25,
+        missing_cholesterol=0.25,
         missing_fasting_sugar=0.04,
-        missing_heart_rate=0.26,
+        missing_heart_rate=0.25,
     ),
 )
 
@@ -269,12 +307,16 @@ def _profile(index: int, seed: int) -> SiteProfile:
         return value if value >= 1.0 else float(np.clip(value * rng.uniform(0.5, 1.5), 0, 0.9))
 
     mix = rng.dirichlet(np.asarray(base.chest_pain_mix) * 60.0 + 0.5)
+    # The age band moves with the mean, so a narrow site stays narrow.
+    age_move = float(rng.normal(0.0, 3.0))
     return replace(
         base,
         name=site_name(index),
         description=f"variation on {base.name}: {base.description.split(':')[0]}",
-        age_mean=base.age_mean + rng.normal(0.0, 3.0),
+        age_mean=base.age_mean + age_move,
         age_sd=base.age_sd * rng.uniform(0.9, 1.1),
+        age_min=float(np.clip(base.age_min + age_move, _AGE_FLOOR, base.age_max - 10.0)),
+        age_max=float(np.clip(base.age_max + age_move, base.age_min + 10.0, _AGE_CEILING)),
         male_fraction=frac(base.male_fraction, 0.08, 0.3, 0.99),
         smoker_rate=frac(base.smoker_rate, 0.08, 0.05, 0.8),
         chest_pain_mix=(float(mix[0]), float(mix[1]), float(mix[2]), float(mix[3])),
@@ -282,10 +324,7 @@ def _profile(index: int, seed: int) -> SiteProfile:
         bp_shift=base.bp_shift + rng.normal(0.0, 3.0),
         cholesterol_shift=base.cholesterol_shift + rng.normal(0.0, 8.0),
         heart_rate_fraction=frac(base.heart_rate_fraction, 0.03, 0.6, 1.0),
-        referral_severity=base.referral_severity + rng.normal(0.0, 0.4),
-        heart_rate_scale=frac(base.heart_rate_scale, 0.02, 0.85, 1.05),
-        bp_bias=base.bp_bias + rng.normal(0.0, 3.0),
-        cholesterol_bias=base.cholesterol_bias + rng.normal(0.0, 6.0),
+        cholesterol_bias=base.cholesterol_bias + rng.normal(0.0, 3.0),
         bp_round_to_10=float(rng.uniform(0.3, 0.9)),
         missing_smoker=rate(base.missing_smoker),
         missing_blood_pressure=rate(base.missing_blood_pressure),
@@ -313,26 +352,51 @@ def latent_severity(
 ) -> _Float:
     """The deterministic part of the latent severity for true (unrounded, complete) values.
 
-    The site's ``referral_severity`` and the noise are added by the generator.
+    The same for every site. The site's ``referral_severity`` (0 in the archetypes) and
+    the noise are added by the generator.
     """
     female = ~male
+    decades = (age - 55.0) / 10.0
+    capped = (np.minimum(age, model.interactions_age_cap) - 55.0) / 10.0
     hr_fraction = heart_rate / (220.0 - age)
+    chest_pain_weight = np.where(male, 1.0, model.female_chest_pain_scale) * np.maximum(
+        0.2, 1.0 + model.chest_pain_age_per_decade * capped
+    )
+    sugar_weight = np.maximum(
+        0.0, model.fasting_sugar + model.fasting_sugar_age_per_decade * capped
+    )
     severity = (
-        model.age_per_decade * (age - 55.0) / 10.0
-        + model.age_over_55_per_decade * np.maximum(0.0, age - 55.0) / 10.0
+        model.age_per_decade * decades
+        + model.age_over_55_per_decade
+        * np.clip(age - 55.0, 0.0, model.acceleration_ends_at - 55.0)
+        / 10.0
         + model.male * male
         + model.female_post_menopause_per_decade * female * np.maximum(0.0, age - 50.0) / 10.0
         + model.smoker * smoker
-        + np.asarray(model.chest_pain)[chest_pain - 1]
-        * np.where(male, 1.0, model.female_chest_pain_scale)
+        + np.asarray(model.chest_pain)[chest_pain - 1] * chest_pain_weight
         + model.bp_per_20 * (blood_pressure - 130.0) / 20.0
         + model.hypertension_per_20 * np.maximum(0.0, blood_pressure - 140.0) / 20.0
-        + model.cholesterol_per_50 * (cholesterol - 240.0) / 50.0
-        + model.fasting_sugar * fasting_sugar
+        + model.cholesterol_over_level_per_50
+        * np.maximum(0.0, cholesterol - model.cholesterol_level)
+        / 50.0
+        + sugar_weight * fasting_sugar
         + model.heart_rate_per_20 * (heart_rate - 150.0) / 20.0
         + model.chronotropic_incompetence * np.maximum(0.0, 0.85 - hr_fraction)
     )
     return np.asarray(severity, dtype=np.float64)
+
+
+def _ages(profile: SiteProfile, n: int, rng: np.random.Generator) -> _Float:
+    """Whole years from Normal(age_mean, age_sd) truncated to the site's band (by rejection)."""
+    kept: list[_Float] = []
+    have = 0
+    batch = max(64, math.ceil(1.2 * n / profile.age_band_mass))
+    while have < n:
+        draw = np.rint(rng.normal(profile.age_mean, profile.age_sd, batch))
+        draw = draw[(draw >= profile.age_min) & (draw <= profile.age_max)]
+        kept.append(draw)
+        have += draw.size
+    return np.concatenate(kept)[:n]
 
 
 def generate_site(
@@ -350,7 +414,7 @@ def generate_site(
     if records < 1:
         raise ConfigurationError("records must be at least 1")
     n = records
-    age = np.clip(np.rint(rng.normal(profile.age_mean, profile.age_sd, n)), 28.0, 80.0)
+    age = _ages(profile, n, rng)
     male = rng.random(n) < profile.male_fraction
     smoker = rng.random(n) < profile.smoker_rate * np.where(male, 1.0, 0.6)
     chest_pain = rng.choice(4, size=n, p=np.asarray(profile.chest_pain_mix)) + 1

@@ -83,27 +83,36 @@ def test_cleveland_like_site_matches_uci_cleveland(sites: dict[str, pd.DataFrame
     assert abs(float(a["maxHeartRate"].mean()) - 149.6) < 3
 
 
-def test_sites_differ_like_the_uci_institutions(sites: dict[str, pd.DataFrame]) -> None:
-    prevalence = {name: float((f["risk"] > 0).mean()) for name, f in sites.items()}
-    # UCI: Cleveland 46 %, Hungarian 36 %, Switzerland 93 %, VA 74 %.
-    for name, target in zip(sites, (0.46, 0.36, 0.93, 0.74), strict=True):
-        assert abs(prevalence[name] - target) < 0.02, name
+def test_sites_differ_in_what_they_see_and_how_they_measure(
+    sites: dict[str, pd.DataFrame],
+) -> None:
     a, b, c, d = sites.values()
-    # Age and sex mix.
-    assert float(b["age"].mean()) < float(a["age"].mean()) - 5
-    assert float(d["age"].mean()) > float(a["age"].mean()) + 3
-    assert float(d["sex"].mean()) > 0.95 > float(a["sex"].mean())
-    # Referral pattern: the referral centre sees mostly asymptomatic chest pain.
+    # Prevalence follows the case mix: low at the young-adult clinic, high at the
+    # referral and geriatric centres (UCI: Cleveland 46 %, Hungarian 36 %, Switzerland
+    # 93 %, VA 74 %; the order, not the values).
+    prevalence = {name: float((f["risk"] > 0).mean()) for name, f in sites.items()}
+    assert prevalence["hospital-b"] < 0.3 < 0.4 < prevalence["hospital-a"] < 0.5
+    assert min(prevalence["hospital-c"], prevalence["hospital-d"]) > 0.7
+    # Narrow age bands at two sites, the whole range at the general clinic.
+    assert (int(b["age"].min()), int(b["age"].max())) == (25, 50)
+    assert (int(d["age"].min()), int(d["age"].max())) == (62, 85)
+    assert int(a["age"].min()) <= 30
+    assert int(a["age"].max()) >= 78
+    assert float(d["sex"].mean()) > 0.95 > 0.75 > float(a["sex"].mean()) > float(b["sex"].mean())
+    # Referral pattern: the referral centre sees mostly asymptomatic chest pain and poor
+    # exercise capacity.
     assert _share(c["chestPain"], 4) > 0.75
-    assert _share(b["chestPain"], 2) > 0.3 > _share(a["chestPain"], 2)
-    # Measurement habits: rounding, and what goes unrecorded.
+    assert _share(b["chestPain"], 2) > 0.35 > 0.2 > _share(a["chestPain"], 2)
+    capacity = {n: float((f["maxHeartRate"] / (220 - f["age"])).mean()) for n, f in sites.items()}
+    assert capacity["hospital-c"] < capacity["hospital-a"] - 0.1
+    # Measurement habits: rounding, one lab's offset, and what goes unrecorded.
     tens = {n: float((f["bloodPressure"].dropna() % 10 == 0).mean()) for n, f in sites.items()}
     assert tens["hospital-b"] > 0.8 > 0.6 > tens["hospital-a"]
     assert bool(c["serumCholestoral"].isna().all())
     assert float(a["serumCholestoral"].isna().mean()) == 0.0
     assert 0.55 < float(c["fastingBloodSugar"].isna().mean()) < 0.67
     for col in ("bloodPressure", "serumCholestoral", "maxHeartRate"):
-        assert 0.2 < float(d[col].isna().mean()) < 0.32, col
+        assert 0.2 < float(d[col].isna().mean()) < 0.3, col
     # The label is never missing, and smoking status is sometimes unknown.
     assert all(not f["risk"].isna().any() for f in sites.values())
     assert all(f["smoker"].isna().any() for f in sites.values())
@@ -117,23 +126,48 @@ def test_the_label_follows_the_clinical_model(sites: dict[str, pd.DataFrame]) ->
     assert float(a["maxHeartRate"][sick].mean()) < float(a["maxHeartRate"][~sick].mean()) - 5
     assert float(sick[a["smoker"] == 1].mean()) > float(sick[a["smoker"] == 0].mean())
     assert float(sick[a["age"] >= 60].mean()) > float(sick[a["age"] < 50].mean()) + 0.1
-    # Same patients, no referral shift and no noise-free miracle: the label is noisy.
-    zero = generate_site(
-        replace(ARCHETYPES[2], referral_severity=0.0), records=N, rng=np.random.default_rng(0)
+    # Non-linear: poor exercise capacity relative to 220 - age weighs heavily, and
+    # cholesterol matters only above 240.
+    capacity = a["maxHeartRate"] / (220 - a["age"])
+    assert float(sick[capacity < 0.7].mean()) > float(sick[capacity > 0.9].mean()) + 0.3
+    chol = a["serumCholestoral"]
+    low = float(sick[chol.between(150, 190)].mean())
+    mid = float(sick[chol.between(200, 240)].mean())
+    high = float(sick[chol > 300].mean())
+    assert abs(mid - low) < 0.05 < high - mid
+    # The label is noisy, and the knob the archetypes leave at 0 shifts it.
+    sicker = generate_site(
+        replace(ARCHETYPES[0], referral_severity=2.0), records=N, rng=np.random.default_rng(0)
     )
-    assert float((zero["risk"] > 0).mean()) < 0.8
+    assert float((sicker["risk"] > 0).mean()) > float(sick.mean()) + 0.25
+
+
+def test_every_site_shares_one_clinical_truth() -> None:
+    for profile in site_profiles(12, seed=0):
+        assert profile.referral_severity == 0.0, profile.name
+        assert profile.heart_rate_scale == 1.0, profile.name
+        assert abs(profile.bp_bias) < 10, profile.name
+        assert abs(profile.cholesterol_bias) < 20, profile.name
 
 
 def test_more_sites_vary_around_the_archetypes() -> None:
     profiles = site_profiles(12, seed=0)
-    assert len({p.referral_severity for p in profiles}) == 12
+    assert len({p.age_mean for p in profiles}) == 12
     for profile in profiles[4:]:
         base = ARCHETYPES[ord(profile.name[-1]) % 4 - ord("a") % 4]
         assert abs(profile.age_mean - base.age_mean) < 15
+        # A narrow site stays narrow.
+        assert profile.age_max - profile.age_min <= base.age_max - base.age_min + 1e-9
     frames = generate_sites(12, 300, 0)
     assert len(frames) == 12
-    for frame in frames.values():
+    for frame, profile in zip(frames.values(), profiles, strict=True):
         check_medical_records(frame)
+        assert (
+            profile.age_min
+            <= float(frame["age"].min())
+            <= float(frame["age"].max())
+            <= profile.age_max
+        )
 
 
 def test_large_site_is_vectorized() -> None:
@@ -152,6 +186,9 @@ def test_large_site_is_vectorized() -> None:
         {"age_sd": 0.0},
         {"fasting_sugar_rate": 0.0},
         {"heart_rate_scale": 3.0},
+        {"age_min": 60.0, "age_max": 50.0},
+        {"age_min": 10.0},
+        {"age_mean": 30.0, "age_sd": 2.0, "age_min": 60.0, "age_max": 90.0},
         {"name": "../escape"},
     ],
 )
