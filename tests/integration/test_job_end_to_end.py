@@ -455,6 +455,29 @@ def test_one_changed_byte_of_enclave_code_gets_no_key(world: World, tmp_path: Pa
     assert world.released(contract) == []
 
 
+def test_an_enclave_launched_for_another_contract_refuses_to_run_this_one(
+    world: World, good: Ran, tmp_path: Path
+) -> None:
+    other = world.contract("other")
+    world.sign(other)
+    released = len(world.released(good.contract))
+    # The operator launches the TEE for `other` (its config id) but asks for `good`.
+    command = ["train", "--contract", good.contract.hash, "--store", world.store_url]
+    command += ["--outputs", str(tmp_path)]
+    with world.launcher.launch(
+        command, config_id=bytes.fromhex(other.hash), bundle=world.bundle
+    ) as enclave:
+        event = enclave.wait_event("job", timeout=300)
+        while event["step"] not in ("failed", "done"):
+            event = enclave.wait_event("job", timeout=300)
+    assert event["step"] == "failed"
+    assert event["kind"] == "ConfigurationError"
+    assert "another contract" in event["message"]
+    assert len(world.released(good.contract)) == released
+    assert world.released(other) == []
+    assert not (tmp_path / "receipt.json").exists()
+
+
 def test_a_party_below_min_rows_stops_the_job_before_any_key(world: World) -> None:
     contract = world.contract("too-few", min_rows=RECORDS + 1)
     world.sign(contract)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -69,7 +70,7 @@ from cleanroom.store import DatasetInfo, DatasetSchema, Store, medical_record_sc
 from cleanroom.tee import Platform
 
 from .data import DEFAULT_BATCH_ROWS, DatasetDigest, check_schema, read_party_frame
-from .receipt import body_hash, sign_receipt
+from .receipt import body_hash, reported_config_id, sign_receipt
 from .sealing import seal_output
 
 _log = logging.getLogger("cleanroom.enclave")
@@ -313,6 +314,11 @@ def run_job(
     public_jwk = key.public_key.to_jwk()
     runtime = runtime_data_for(job_id, public_jwk)
     evidence = platform.evidence(report_data_for_runtime_data(runtime))
+    # The brokers release under the contract the TEE reports (its config id), so the job
+    # must run exactly that contract, whatever the operator passed on the command line.
+    reported = reported_config_id(evidence)
+    if reported is not None and not hmac.compare_digest(reported, contract.hash):
+        raise ConfigurationError("the enclave was launched for another contract than this job's")
     simulated = platform.tee == "simulated"
     if simulated:
         _log.warning(INSECURE_WARNING)
@@ -357,7 +363,7 @@ def run_job(
             )
             url = overrides.get(party, contract.party(party).broker_url)
             say("attesting", party=party, broker=url)
-            party_keys: dict[str, ColumnEncryptionKey] = {}
+            party_keys: dict[str, ColumnEncryptionKey] = keys.setdefault(party, {})
             receipts: list[str] = []
             with (
                 httpx.Client(base_url=url, timeout=http_timeout) as http,
@@ -374,6 +380,11 @@ def run_job(
                     party_keys[name] = release.cek
                     claims = release.receipt_claims(jwks)
                     receipts.append(release.receipt)
+                    if claims.get("contract") != contract.hash:
+                        raise BrokerError(
+                            f"the broker of {party} released under another contract than "
+                            "this job's (the TEE's config id is not the job's contract)"
+                        )
             released_measurement = str(claims.get("measurement", ""))
             if measurement is None:
                 measurement = released_measurement
@@ -398,7 +409,6 @@ def run_job(
                     "receipts": receipts,
                 },
             )
-            keys[party] = party_keys
             say(
                 "keys-released",
                 party=party,

@@ -57,6 +57,17 @@ RECEIPT_FORMAT = "cleanroom-training-receipt/1"
 RECEIPT_PURPOSE = "cleanroom.training-receipt/1"
 
 
+def reported_config_id(evidence: Evidence) -> str | None:
+    """The config id (contract hash, hex) that the platform put in ``evidence``, if readable
+    here without verification (the simulated layout); ``None`` for other platforms."""
+    if evidence.tee != "simulated":
+        return None
+    from cleanroom.tee.simulated import decode_simulated_evidence
+
+    config_id = decode_simulated_evidence(evidence.raw).report.config_id
+    return "" if config_id is None else config_id.hex()
+
+
 def body_hash(body: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the RFC 8785 JSON of a receipt body."""
     return hashlib.sha256(rfc8785.dumps(dict(body))).hexdigest()
@@ -180,6 +191,7 @@ __all__ = [
     "RECEIPT_PURPOSE",
     "VerifiedReceipt",
     "body_hash",
+    "reported_config_id",
     "sign_receipt",
     "verify_receipt",
 ]
