@@ -75,6 +75,9 @@ def serve_attested(app: Any, platform: Platform, *, host: str = "127.0.0.1", por
     key, cert = create_attested_certificate(platform)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit it (Linux). asyncio only sets TCP_NODELAY on sockets made
+    # with proto=IPPROTO_TCP; without it Nagle + delayed ACKs add ~40 ms to each TLS reply.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(128)  # connections queue until uvicorn accepts them
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
