@@ -290,3 +290,24 @@ def test_a_second_engine_without_an_enclave_refuses_enclave_work(env: Env) -> No
     connection = connect(bare, env.key_store, party="a", attestation=env.settings)
     with connection, pytest.raises(QueryError, match="no enclave"):
         connection.execute("SELECT name FROM People WHERE age > ?", (1,))
+
+
+def test_a_forgotten_session_is_re_attested_once(env: Env) -> None:
+    from cleanroom.sql import simulated_enclave
+
+    small, measurement = simulated_enclave(env.launcher, max_sessions=1)
+    engine = QueryEngine(env.store, enclave=small)
+    settings = AttestationSettings(
+        policy=AttestationPolicy(
+            allow_simulation=True, allowed_measurements=frozenset({measurement})
+        ),
+        trusted_roots=[env.launcher.root_certificate],
+    )
+    first = connect(engine, env.key_store, party="a", attestation=settings)
+    second = connect(engine, env.key_store, party="a", attestation=settings)
+    sql = "SELECT name FROM People WHERE age > ?"
+    assert names(first.execute(sql, (35,)).fetchall()) == ["bob", "Bobby"]
+    before = first.claims
+    assert names(second.execute(sql, (35,)).fetchall()) == ["bob", "Bobby"]  # evicts first
+    assert names(first.execute(sql, (35,)).fetchall()) == ["bob", "Bobby"]
+    assert first.claims is not before
