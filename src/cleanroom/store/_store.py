@@ -133,7 +133,9 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._tables: dict[str, sa.Table] = {}
+        # Keyed by name *and* schema: a dataset whose catalog entry changed (ALTER COLUMN)
+        # must not be served the columns of its old schema.
+        self._tables: dict[tuple[str, DatasetSchema], sa.Table] = {}
         self._lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -369,7 +371,7 @@ class Store:
                 )
             table.create(conn)
         with self._lock:
-            self._tables[table_name] = table
+            self._tables[(table_name, schema)] = table
         _log.info("created dataset table %s for party %s", table_name, party)
         return DatasetInfo(party=party, table_name=table_name, schema=schema)
 
@@ -438,7 +440,8 @@ class Store:
             )
             table.drop(conn, checkfirst=True)
         with self._lock:
-            self._tables.pop(dataset.table_name, None)
+            for key in [k for k in self._tables if k[0] == dataset.table_name]:
+                del self._tables[key]
 
     # -- rows -----------------------------------------------------------------------------
 
@@ -510,10 +513,11 @@ class Store:
 
     def _table(self, dataset: DatasetInfo) -> sa.Table:
         with self._lock:
-            table = self._tables.get(dataset.table_name)
+            key = (dataset.table_name, dataset.schema)
+            table = self._tables.get(key)
             if table is None:
                 table = _dataset_table(dataset.table_name, dataset.schema)
-                self._tables[dataset.table_name] = table
+                self._tables[key] = table
             return table
 
     @contextmanager
