@@ -41,7 +41,13 @@ from typing import Any, Final, Protocol
 
 from cleanroom.contract.keys import SigningKey, b64url_encode, statement
 from cleanroom.contract.model import Contract
-from cleanroom.errors import ConfigurationError, LedgerError, SignatureInvalid, StorageError
+from cleanroom.errors import (
+    ConfigurationError,
+    LedgerError,
+    ScoringError,
+    SignatureInvalid,
+    StorageError,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -114,11 +120,11 @@ def sign_request(
     }
 
 
-class Refusal(Exception):
+class Refusal(ScoringError):
     """A refused scoring request: HTTP status, problem kind and a detail without data.
 
-    Internal to the scoring service (it becomes an RFC 7807 problem); callers see
-    :class:`~cleanroom.errors.ScoringError`.
+    The scoring service turns it into an RFC 7807 problem; the client raises a plain
+    :class:`~cleanroom.errors.ScoringError` naming the status.
     """
 
     def __init__(self, status: int, kind: str, detail: str, *, retry_after: int | None = None):
