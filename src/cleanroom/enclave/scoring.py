@@ -50,6 +50,7 @@ from cleanroom.tee._base import Platform
 _log = logging.getLogger(__name__)
 
 _BODY_KEY: Final = "cleanroom.body"
+_USAGE_TICK_SECONDS: Final = 60.0
 PROBLEM_PREFIX: Final = "https://cleanroom.invalid/problems/scoring/"
 #: Largest accepted request body (bytes) unless configured otherwise.
 DEFAULT_MAX_BODY: Final = 1024 * 1024
@@ -363,6 +364,14 @@ def serve_scoring(
     from cleanroom.tee.enclave_main import serve_attested
 
     app = create_scoring_app(model, contract=contract, ledger=ledger)
+    usage = scoring_fastapi(app).state.usage
+    stop = threading.Event()
+
+    def close_windows() -> None:
+        while not stop.wait(_USAGE_TICK_SECONDS):
+            usage.close_ended()
+
+    threading.Thread(target=close_windows, name="scoring-usage", daemon=True).start()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the
     # handler it found: make that handler end the server here so the usage gets written.
     main = threading.current_thread() is threading.main_thread()
@@ -372,9 +381,10 @@ def serve_scoring(
     except _Terminated:
         pass
     finally:
+        stop.set()
         if main:
             signal.signal(signal.SIGTERM, previous)
-        scoring_fastapi(app).state.usage.flush()
+        usage.flush()
 
 
 class _Terminated(Exception):

@@ -254,7 +254,8 @@ class UsageMeter:
     :meth:`consume` admits ``records`` for a party (or raises a 429 :class:`Refusal`).
     Counts are kept per window of ``window`` (default one hour, aligned to UTC) and
     appended to ``ledger`` as one ``scoring.usage`` entry when the window closes — on
-    the first request after it, or on :meth:`flush` (which the server calls on shutdown).
+    the first request after it, on :meth:`close_ended` (the server calls it every minute),
+    or on :meth:`flush` (which the server calls on shutdown).
     A ledger write that fails is retried at the next flush; scoring goes on.
     """
 
@@ -320,6 +321,14 @@ class UsageMeter:
             left = quota - used - records
         self._write_pending()
         return left
+
+    def close_ended(self, now: dt.datetime | None = None) -> None:
+        """Write the window that has ended by ``now``, if any (the server's timer calls
+        this, so a quiet hour is recorded without waiting for the next request)."""
+        moment = now or self._clock()
+        with self._lock:
+            self._roll(moment)
+        self._write_pending()
 
     def flush(self, now: dt.datetime | None = None) -> None:
         """Close the current window now and write every pending usage entry."""

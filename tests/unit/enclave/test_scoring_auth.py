@@ -261,3 +261,18 @@ def test_the_client_refuses_bad_settings_before_any_connection() -> None:
     assert client.claims is None
     assert "party='a'" in repr(client)
     assert "SigningKey" not in repr(client)
+
+
+def test_a_quiet_window_is_closed_by_the_timer() -> None:
+    ledger = _Ledger()
+    start = dt.datetime(2026, 12, 3, 10, 30, tzinfo=dt.UTC)
+    meter = UsageMeter(CONTRACT, model_id="m", ledger=ledger, clock=lambda: start)
+    meter.consume("a", 2, start)
+    meter.close_ended(start + dt.timedelta(minutes=29))  # 10:59: still open
+    assert ledger.entries == []
+    meter.close_ended(start + dt.timedelta(minutes=31))  # 11:01: 10:00-11:00 is written
+    assert [(p["window_start"], p["window_end"]) for _, p in ledger.entries] == [
+        ("2026-12-03T10:00:00Z", "2026-12-03T11:00:00Z")
+    ]
+    meter.close_ended(start + dt.timedelta(hours=3))  # nothing happened since: nothing new
+    assert len(ledger.entries) == 1
