@@ -83,10 +83,12 @@ class CellCipher:
 
     def decrypt_many(self, cells: Sequence[bytes]) -> list[bytes]:
         """Plaintexts of many cells, batched; raises if any one of them is bad."""
-        try:
-            data = [bytes(cell) for cell in cells]
-        except TypeError:
-            raise DecryptionError() from None
+        data = list(cells)
+        for index, cell in enumerate(data):
+            if type(cell) is not bytes:
+                if not isinstance(cell, bytes | bytearray | memoryview):
+                    raise DecryptionError()
+                data[index] = bytes(cell)
         plain = _hazmat.decrypt_cells(self._keys, data)
         if plain is None:
             raise DecryptionError()
