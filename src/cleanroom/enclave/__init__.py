@@ -10,6 +10,9 @@ On the operator's side: :func:`run_contract_job` launches the (simulated) enclav
 contract, streams its progress and returns a :class:`JobOutcome` — public results only.
 Recipients open their sealed model with :func:`open_sealed` and check it with
 :func:`verify_receipt`. See ``docs/enclave.md``.
+
+Scoring (``docs/scoring.md``): :func:`serve_scoring` keeps a :class:`ScoringModel` in the
+enclave and serves :func:`create_scoring_app` — the article's API — over attested TLS.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from cleanroom.enclave.job import OutputFile, TrainedJob, run_job
     from cleanroom.enclave.outputs import JobOutcome, OpenedModel, open_model, run_contract_job
     from cleanroom.enclave.receipt import VerifiedReceipt, sign_receipt, verify_receipt
+    from cleanroom.enclave.scoring import create_scoring_app, serve_scoring
+    from cleanroom.enclave.scoring_models import ScoringModel
     from cleanroom.enclave.sealing import (
         load_recipient_private_key,
         open_sealed,
@@ -44,6 +49,9 @@ _HOME = {
     "VerifiedReceipt": "receipt",
     "sign_receipt": "receipt",
     "verify_receipt": "receipt",
+    "ScoringModel": "scoring_models",
+    "create_scoring_app": "scoring",
+    "serve_scoring": "scoring",
     "load_recipient_private_key": "sealing",
     "open_sealed": "sealing",
     "read_envelope": "sealing",
@@ -65,8 +73,10 @@ __all__ = [
     "JobOutcome",
     "OpenedModel",
     "OutputFile",
+    "ScoringModel",
     "TrainedJob",
     "VerifiedReceipt",
+    "create_scoring_app",
     "dataset_digest",
     "load_recipient_private_key",
     "open_model",
@@ -75,6 +85,7 @@ __all__ = [
     "run_contract_job",
     "run_job",
     "seal_output",
+    "serve_scoring",
     "sign_receipt",
     "verify_receipt",
 ]
