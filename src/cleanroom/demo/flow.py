@@ -7,9 +7,10 @@ only plays all the roles in one work directory and reports what each step proved
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
-from cleanroom.client import Workspace
+from cleanroom.client import ScoringClient, Workspace
 from cleanroom.contract import Contract, ContractRegistry, SigningKey
 from cleanroom.contract.model import METRICS
 from cleanroom.contract.workdir import draft_contract, generate_party_keys
@@ -25,7 +26,16 @@ from cleanroom.data import generate_sites, load_uci_sites, write_sites_csv
 from cleanroom.data.medical_record import FEATURE_COLUMN_NAMES, LABEL_COLUMN
 from cleanroom.demo.leakscan import ScanResult, scan_store
 from cleanroom.demo.services import ServerProcess, free_port, start_server
+from cleanroom.enclave import (
+    JobOutcome,
+    load_recipient_private_key,
+    open_model,
+    run_contract_job,
+    verify_receipt,
+)
 from cleanroom.errors import ConfigurationError
+from cleanroom.ledger import LedgerHead, read_entries, verify_ledger
+from cleanroom.ml import score_onnx
 from cleanroom.store import MEDICAL_RECORD_TABLE
 from cleanroom.tee.simulated import SimulatedLauncher
 
@@ -83,6 +93,14 @@ class DemoState:
     servers: list[ServerProcess] = field(default_factory=list)
     broker_urls: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    launcher: SimulatedLauncher | None = None
+    outcome: JobOutcome | None = None
+    collaboration: dict[str, Any] = field(default_factory=dict)
+    onnx_matches_enclave: bool = False
+    score_example: dict[str, Any] = field(default_factory=dict)
+    ledger_entries: int = 0
+    ledger_verified: bool = False
+    onnx: bytes = field(default=b"", repr=False)
 
     @property
     def records_total(self) -> int:
@@ -174,11 +192,11 @@ def scan_for_plaintext(state: DemoState, progress: Progress) -> None:
     )
 
 
-def launch_services(state: DemoState, progress: Progress) -> SimulatedLauncher:
+def launch_services(state: DemoState, progress: Progress) -> None:
     """Step 2a: measure the enclave bundle and start one key broker per hospital."""
     launcher = SimulatedLauncher(allow_simulation=True, workdir=state.workdir / "sim")
-    bundle = launcher.prepare_bundle(state.workdir / "enclave-bundle")
-    state.measurement = bundle.measurement
+    state.launcher = launcher
+    state.measurement = launcher.prepare_bundle(state.workdir / "enclave-bundle").measurement
     progress.warn(
         "the enclave runs on the SIMULATED TEE (development only): it proves the "
         "verification path, not confidentiality from this machine's operator"
@@ -210,7 +228,6 @@ def launch_services(state: DemoState, progress: Progress) -> SimulatedLauncher:
         f"{len(state.parties)} key brokers listen on loopback, one per hospital; "
         f"enclave measurement {state.measurement[:16]}…"
     )
-    return launcher
 
 
 def draft_and_sign(state: DemoState, progress: Progress) -> None:
@@ -252,7 +269,171 @@ def draft_and_sign(state: DemoState, progress: Progress) -> None:
     )
 
 
+#: Job events that close a timed phase, and the phase each one closes.
+_PHASE_ENDS = {
+    "launched": "enclave_start",
+    "training": "decrypt",
+    "evaluating": "train",
+    "trained": "evaluate",
+    "done": "seal_and_sign",
+}
+
+
+def run_job(state: DemoState, progress: Progress) -> None:
+    """Step 3–4: the enclave launches, is attested, gets every key, trains, seals, signs."""
+    assert state.contract is not None
+    assert state.launcher is not None
+    marks: dict[str, float] = {}
+    start = time.perf_counter()
+    last = start
+
+    def on_event(event: Mapping[str, Any]) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        step = str(event.get("step"))
+        if step in _PHASE_ENDS:
+            marks[_PHASE_ENDS[step]] = now - last
+            last = now
+        elif step == "keys-released":
+            marks["attest_and_release"] = marks.get("attest_and_release", 0.0) + now - last
+            last = now
+            progress.proved(
+                f"broker {event.get('party')} released {event.get('count')} key(s) to "
+                f"measurement {state.measurement[:12]}… (evidence and contract checked)"
+            )
+        elif step == "rows":
+            progress.proved(
+                f"enclave decrypted and validated {event.get('party')}: "
+                f"{int(event.get('rows', 0)):,} rows"
+            )
+        elif step == "warning":
+            progress.warn(str(event.get("message")))
+
+    state.outcome = run_contract_job(
+        state.workdir,
+        state.store_url,
+        state.contract.hash,
+        allow_simulation=True,
+        launcher=state.launcher,
+        brokers=state.broker_urls,
+        progress=on_event,
+        serve=True,
+    )
+    state.timings.update(marks)
+    # Enclave start-up is part of getting attested: report them as one phase.
+    state.timings["attest_and_release"] = state.timings.pop("enclave_start", 0.0) + marks.get(
+        "attest_and_release", 0.0
+    )
+    outcome = state.outcome
+    progress.proved(
+        f"model {outcome.model_id[:16]}… trained on {sum(outcome.rows.values()):,} rows; pooled "
+        f"micro accuracy {float(outcome.metrics['micro_accuracy']):.1%}; "
+        f"{outcome.keys_released} keys released; receipt signed"
+    )
+
+
+def open_outputs(state: DemoState, progress: Progress) -> None:
+    """Step 5a: every hospital checks the receipt and opens what was sealed to it."""
+    assert state.contract is not None
+    assert state.outcome is not None
+    assert state.launcher is not None
+    outcome = state.outcome
+    verified = verify_receipt(
+        outcome.receipt,
+        state.contract,
+        trusted_roots=[state.launcher.root_certificate],
+        allow_simulation=True,
+    )
+    for party in state.parties:
+        key = load_recipient_private_key(state.workdir / "parties" / party / "recipient-key.pem")
+        report = outcome.open_json("collaboration_report", party, key)
+        mine = next(p for p in report["parties"] if p["party"] == party)
+        state.collaboration[party] = {**mine, "pooled_on_all": report["pooled_on_all"]}
+    first = state.parties[0]
+    key = load_recipient_private_key(state.workdir / "parties" / first / "recipient-key.pem")
+    model = open_model(outcome.output("model", first), key, outcome.receipt)
+    (state.workdir / f"model-{first}.onnx").write_bytes(model.onnx)
+    state.onnx = model.onnx
+    progress.proved(
+        f"receipt verified (enclave key {verified.public_key.to_jwk().get('x', '')[:10]}…); "
+        f"{first} opened its sealed model {model.model_id[:16]}… and every hospital its report"
+    )
+
+
+def score_through_api(state: DemoState, progress: Progress) -> None:
+    """Step 5b: a hospital scores records through the enclave's attested API."""
+    assert state.contract is not None
+    assert state.outcome is not None
+    assert state.launcher is not None
+    assert state.outcome.scoring_url is not None
+    party = state.parties[0]
+    frame = state.frames[party]
+    sample = frame.drop(columns=[LABEL_COLUMN]).dropna().head(50)
+    records = [
+        {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in sample.to_dict(orient="records")
+    ]
+    signing = SigningKey.load(state.workdir / "parties" / party / "signing-key.pem")
+    with ScoringClient(
+        state.outcome.scoring_url,
+        contract=state.contract,
+        party=party,
+        signing_key=signing,
+        trusted_roots=[state.launcher.root_certificate],
+        insecure_simulation=True,
+        expected_model_id=state.outcome.model_id,
+    ) as client:
+        answer = client.score(records[0])
+        answers = client.score_batch(records)
+    labels, probabilities = score_onnx(state.onnx, sample.reset_index(drop=True))
+    decimals = state.contract.scoring.probability_decimals
+    same_class = all(
+        int(a["predictedClass"]) == int(b) for a, b in zip(answers, labels, strict=True)
+    )
+    close = all(
+        abs(float(list(a["probabilities"].values())[i]) - float(p[i])) <= 10**-decimals
+        for a, p in zip(answers, probabilities, strict=True)
+        for i in range(len(p))
+    )
+    state.onnx_matches_enclave = same_class and close
+    state.score_example = {"request": records[0], "response": answer}
+    progress.proved(
+        f"{party} scored a record through attested TLS: risk {answer['score']} "
+        f"(model accuracy {answer['accuracy']}%); the opened ONNX model agrees on "
+        f"{len(records)} records: {state.onnx_matches_enclave}"
+    )
+
+
+def verify_audit_ledger(state: DemoState, progress: Progress) -> None:
+    """Step 6: the ledger verifies offline against the enclave key from the receipt."""
+    assert state.contract is not None
+    assert state.outcome is not None
+    assert state.launcher is not None
+    outcome = state.outcome
+    if outcome.enclave is not None:
+        outcome.enclave.stop()  # the scoring server writes its usage counts on the way out
+    verified_receipt = verify_receipt(
+        outcome.receipt,
+        state.contract,
+        trusted_roots=[state.launcher.root_certificate],
+        allow_simulation=True,
+    )
+    store = Workspace(state.workdir, state.store_url or None).open_store()
+    entries = read_entries(store, outcome.ledger_id)
+    head = LedgerHead.from_json(json.loads((outcome.outputs_dir / "ledger-head.json").read_text()))
+    verified = verify_ledger(entries, verified_receipt.public_key, head=head)
+    state.ledger_entries = verified.count
+    state.ledger_verified = True
+    kinds = sorted({e.kind for e in entries})
+    progress.proved(
+        f"ledger {outcome.ledger_id[:12]}…: {verified.count} signed, hash-chained entries verify "
+        f"({', '.join(kinds)})"
+    )
+
+
 def stop_services(state: DemoState) -> None:
+    if state.outcome is not None and state.outcome.enclave is not None:
+        state.outcome.enclave.stop()
     for server in reversed(state.servers):
         server.stop()
     state.servers.clear()
@@ -263,3 +444,97 @@ def summary_rows(state: DemoState) -> Sequence[dict[str, Any]]:
         {"name": party, "table": f"ds_{party}_{MEDICAL_RECORD_TABLE}", "rows": state.rows[party]}
         for party in state.parties
     ]
+
+
+def build_result(state: DemoState) -> dict[str, Any]:
+    """The demo's public result (what ``--json`` prints; accuracies are fractions)."""
+    assert state.outcome is not None
+    assert state.scan is not None
+    outcome = state.outcome
+    pooled_on_all = next(iter(state.collaboration.values()))["pooled_on_all"]
+    parties = []
+    for party in state.parties:
+        mine = state.collaboration[party]
+        parties.append(
+            {
+                "name": party,
+                "table": f"ds_{party}_{MEDICAL_RECORD_TABLE}",
+                "rows": state.rows[party],
+                "own_model": {
+                    "own_test_accuracy": mine["alone_on_own"]["micro_accuracy"],
+                    "all_test_accuracy": mine["alone_on_all"]["micro_accuracy"],
+                },
+                "pooled_model": {
+                    "own_test_accuracy": mine["pooled_on_own"]["micro_accuracy"],
+                    "all_test_accuracy": pooled_on_all["micro_accuracy"],
+                },
+            }
+        )
+    timings = dict(state.timings)
+    return {
+        "dataset": state.options.dataset,
+        "records_total": state.records_total,
+        "parties": parties,
+        "pooled": {
+            key: pooled_on_all[key]
+            for key in (
+                "micro_accuracy",
+                "macro_accuracy",
+                "log_loss",
+                "log_loss_reduction",
+                "top_k_accuracy",
+                "confusion_matrix",
+            )
+        },
+        "attestation": {
+            "tee": "simulated" if outcome.simulated else "hardware",
+            "measurement": outcome.measurement,
+            "keys_released": outcome.keys_released,
+        },
+        "model": {"sha256": outcome.model_id, "onnx_matches_enclave": state.onnx_matches_enclave},
+        "score_example": state.score_example,
+        "ledger": {"entries": state.ledger_entries, "verified": state.ledger_verified},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "store": {
+            "url": _redact_url(state.store_url),
+            "plaintext_found": state.scan.plaintext_found,
+        },
+        "workdir": str(state.workdir),
+    }
+
+
+def _redact_url(url: str) -> str:
+    """A store URL without its password, if it has one."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable store url>"
+
+
+def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
+    """Play the whole story; returns :func:`build_result`. Servers are always stopped."""
+    state = DemoState(options, prepare_workdir(options.workdir), store_url=options.store_url or "")
+    started = time.perf_counter()
+    try:
+        progress.step(1, "Hospitals encrypt their records into the operator's store")
+        load_data(state, progress)
+        with timed(state, "import"):
+            encrypt_and_import(state, progress)
+        scan_for_plaintext(state, progress)
+        progress.step(2, "A contract is drafted and every hospital signs it")
+        launch_services(state, progress)
+        draft_and_sign(state, progress)
+        progress.step(3, "The enclave launches, is attested, and each broker releases its key")
+        progress.step(4, "The job trains, evaluates, seals the model and signs its receipt")
+        run_job(state, progress)
+        progress.step(5, "Hospitals open their sealed outputs and score through the attested API")
+        open_outputs(state, progress)
+        score_through_api(state, progress)
+        progress.step(6, "The audit ledger is verified")
+        verify_audit_ledger(state, progress)
+    finally:
+        stop_services(state)
+    state.timings["total"] = time.perf_counter() - started
+    return build_result(state)
