@@ -49,6 +49,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "score",
     "sql",
+    "tee",
     "verifier",
 )
 

@@ -50,7 +50,12 @@ def _public_key(path: Path) -> VerifyingKey:
         raise ConfigurationError(f"cannot read the public key {str(path)!r}") from None
     try:
         if text.lstrip().startswith("{"):
-            return VerifyingKey.from_jwk(json.loads(text))
+            document = json.loads(text)
+            # A training receipt names the enclave key that signs it and the ledger.
+            body = document.get("body") if isinstance(document, dict) else None
+            if isinstance(body, dict) and isinstance(body.get("enclave_public_key"), dict):
+                document = body["enclave_public_key"]
+            return VerifyingKey.from_jwk(document)
         return VerifyingKey.from_pem(text)
     except (ContractError, json.JSONDecodeError):
         raise ConfigurationError(
@@ -64,7 +69,7 @@ def verify(
         Path,
         typer.Option(
             "--public-key",
-            help="The enclave's public key (PEM or JWK) from its receipt or attestation. "
+            help="The enclave's public key (PEM or JWK), or the training receipt naming it. "
             "Never taken from the ledger itself.",
         ),
     ],

@@ -13,8 +13,6 @@ from cryptography import x509
 from cleanroom.cli import app
 from cleanroom.contract import ContractRegistry
 from cleanroom.contract.workdir import PartyKeyFiles, party_dir
-from cleanroom.enclave import open_model, verify_receipt
-from cleanroom.enclave.outputs import RECEIPT_FILE, default_outputs_dir
 from cleanroom.errors import ConfigurationError
 from cleanroom.store import default_url, open_store
 
@@ -77,6 +75,10 @@ def open_(
 
     Example: cleanroom model open --party hospital_a --contract 3f2a…e9 --out model.onnx
     """
+    # The enclave package pulls in the ML stack: import it only when this command runs.
+    from cleanroom.enclave import open_model, verify_receipt
+    from cleanroom.enclave.outputs import RECEIPT_FILE, default_outputs_dir
+
     if outputs is None:
         if contract is None:
             raise ConfigurationError("give --contract HASH or --outputs DIR")

@@ -8,8 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from cleanroom.cli import app
-from cleanroom.enclave import run_contract_job
-from cleanroom.enclave.commands import parse_brokers
 from cleanroom.errors import ConfigurationError
 from cleanroom.store import default_url
 
@@ -65,14 +63,35 @@ def run(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for each step of the job.")
     ] = 600.0,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="After training, keep the model in the enclave and serve the scoring API "
+            "(attested TLS) until interrupted.",
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="Scoring address (with --serve).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int, typer.Option("--port", help="Scoring port (with --serve; 0: any free port).")
+    ] = 0,
 ) -> None:
     """Launch the enclave for a contract in force, run its training job, print the outcome.
 
     The brokers (and the verifier) must be running. Only sealed outputs, the signed receipt
     and the ledger reach the outputs directory.
 
-    Example: cleanroom run --contract 3f2a…e9 --insecure-simulation
+    With --serve the enclave keeps the model and serves POST /score over attested TLS
+    until interrupted.
+
+    Example: cleanroom run --contract 3f2a…e9 --insecure-simulation --serve --port 8443
     """
+    # The enclave package pulls in the ML stack: import it only when this command runs.
+    from cleanroom.enclave import run_contract_job
+    from cleanroom.enclave.commands import parse_brokers
+
     if not insecure_simulation:
         raise ConfigurationError(
             "no hardware TEE launcher is configured here; --insecure-simulation runs the "
@@ -91,6 +110,9 @@ def run(
         verifier_url=verifier_url,
         progress=_show,
         timeout=timeout,
+        serve=serve,
+        host=host,
+        port=port,
     )
     accuracy = outcome.metrics.get("micro_accuracy")
     typer.echo(f"job          {outcome.job_id}")
@@ -105,6 +127,27 @@ def run(
     for output in outcome.outputs:
         typer.echo(f"  sealed     {output.file}")
     typer.echo(f"receipt      {outcome.receipt_path}")
+    if outcome.enclave is not None:
+        typer.echo(f"scoring      {outcome.scoring_url}", err=False)
+        _serve_until_stopped(outcome.enclave)
+
+
+def _serve_until_stopped(enclave: Any) -> None:
+    """Keep the scoring enclave up until SIGINT/SIGTERM, then stop it (usage is logged)."""
+    import signal
+    import sys
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    sys.stdout.flush()
+    try:
+        while not stop.wait(0.5):
+            if enclave.process.poll() is not None:
+                raise ConfigurationError("the scoring enclave exited")
+    finally:
+        enclave.stop()
 
 
 __all__ = ["run"]

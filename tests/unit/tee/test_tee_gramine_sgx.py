@@ -22,13 +22,18 @@ def dev_attestation(tmp_path: Path) -> Iterator[Path]:
 
     def quoting_enclave() -> None:
         # Like Gramine: each read of `quote` produces a quote over the current report data.
+        # A FIFO writer can reopen while the previous reader is closing; its write then
+        # fails with EPIPE. The real pseudo-file has no such race: just serve the next read.
         while not stop.is_set():
-            with open(root / "quote", "wb") as out:
-                if stop.is_set():
-                    return
-                quote = bytearray(b"\x03\x00" + b"\0" * 1100)
-                quote[368:432] = (root / "user_report_data").read_bytes()
-                out.write(bytes(quote))
+            try:
+                with open(root / "quote", "wb") as out:
+                    if stop.is_set():
+                        return
+                    quote = bytearray(b"\x03\x00" + b"\0" * 1100)
+                    quote[368:432] = (root / "user_report_data").read_bytes().ljust(64, b"\0")
+                    out.write(bytes(quote))
+            except BrokenPipeError:
+                continue
 
     thread = threading.Thread(target=quoting_enclave, daemon=True)
     thread.start()
