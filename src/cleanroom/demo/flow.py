@@ -294,6 +294,8 @@ def run_job(state: DemoState, progress: Progress) -> None:
         if step in _PHASE_ENDS:
             marks[_PHASE_ENDS[step]] = now - last
             last = now
+            if step == "training":
+                progress.step(4, "The job trains, evaluates, seals the model and signs its receipt")
         elif step == "keys-released":
             marks["attest_and_release"] = marks.get("attest_and_release", 0.0) + now - last
             last = now
@@ -527,8 +529,7 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
         launch_services(state, progress)
         draft_and_sign(state, progress)
         progress.step(3, "The enclave launches, is attested, and each broker releases its key")
-        progress.step(4, "The job trains, evaluates, seals the model and signs its receipt")
-        run_job(state, progress)
+        run_job(state, progress)  # announces step 4 when training starts
         progress.step(5, "Hospitals open their sealed outputs and score through the attested API")
         open_outputs(state, progress)
         score_through_api(state, progress)
