@@ -13,7 +13,7 @@ from cryptography import x509
 from cleanroom.cli import app
 from cleanroom.contract import ContractRegistry
 from cleanroom.contract.workdir import PartyKeyFiles, party_dir
-from cleanroom.errors import ConfigurationError
+from cleanroom.errors import ConfigurationError, ConsentMissing
 from cleanroom.store import default_url, open_store
 
 model_app = typer.Typer(help="The model a contract seals to its recipients.", no_args_is_help=True)
@@ -105,7 +105,14 @@ def open_(
     if store is None and not workdir.is_dir():
         raise ConfigurationError(f"the work directory {str(workdir)!r} does not exist")
     with open_store(store or default_url(workdir), create=False) as opened:
-        agreed = ContractRegistry(opened).contract(named)
+        registry = ContractRegistry(opened)
+        agreed = registry.contract(named)
+        # The operator chooses the outputs and the store: trust only a contract this
+        # party itself signed (a revocation since then does not unmake its outputs).
+        if party not in registry.status(named).signed_by:
+            raise ConsentMissing(
+                f"{party} has not signed contract {named[:16]}…; refusing its outputs"
+            )
     verified = verify_receipt(
         receipt, agreed, trusted_roots=roots, allow_simulation=insecure_simulation
     )

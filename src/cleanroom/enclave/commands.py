@@ -115,6 +115,7 @@ def _train(platform: Platform, args: Any) -> int:
                 progress=progress,
             )
             if serve is not None:
+                registry = ContractRegistry(store)
                 serve(
                     scoring_model(job),
                     platform,
@@ -122,6 +123,8 @@ def _train(platform: Platform, args: Any) -> int:
                     ledger=job.ledger,
                     host=args.host,
                     port=args.port,
+                    # A revocation (veto) stops scoring at the next request.
+                    consent=lambda: registry.require_in_force(args.contract),
                 )
         finally:
             if serve is None:

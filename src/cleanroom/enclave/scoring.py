@@ -44,7 +44,7 @@ from cleanroom.enclave.scoring_models import (
     batch_model,
     record_model,
 )
-from cleanroom.errors import ConfigurationError, ScoringError
+from cleanroom.errors import ConfigurationError, ConsentMissing, ScoringError
 from cleanroom.tee._base import Platform
 
 _log = logging.getLogger(__name__)
@@ -160,12 +160,16 @@ def create_scoring_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_skew: dt.timedelta = dt.timedelta(seconds=60),
     usage_window: dt.timedelta = dt.timedelta(hours=1),
+    consent: Callable[[], object] | None = None,
 ) -> Any:
     """The scoring API (a FastAPI app) for ``model`` under ``contract``'s scoring policy.
 
     ``ledger`` receives ``scoring.usage`` entries (counts per party per window); ``clock``
-    is the time source (UTC; tests pass a fixed one). Returns the ASGI app; its
-    ``state.usage`` is the :class:`UsageMeter` (call ``flush()`` on shutdown).
+    is the time source (UTC; tests pass a fixed one). ``consent`` is called before every
+    request and raises :class:`~cleanroom.errors.ConsentMissing` once the contract is no
+    longer in force (a party revoked): the veto stops scoring at the next request.
+    Returns the ASGI app; its ``state.usage`` is the :class:`UsageMeter` (call
+    ``flush()`` on shutdown).
 
     Example::
 
@@ -265,6 +269,13 @@ def create_scoring_app(
             raise Refusal(403, "forbidden", "the contract does not let this party score")
         if contract.is_expired(moment):
             raise Refusal(403, "forbidden", "the contract has expired")
+        if consent is not None:
+            try:
+                consent()
+            except ConsentMissing as error:
+                raise Refusal(
+                    403, "forbidden", f"the contract is no longer in force ({error})"
+                ) from None
         request.state.party = party
         return party
 
@@ -355,6 +366,7 @@ def serve_scoring(
     ledger: UsageLedger | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    consent: Callable[[], object] | None = None,
 ) -> None:
     """Serve :func:`create_scoring_app` over attested TLS until terminated, then flush usage.
 
@@ -363,7 +375,7 @@ def serve_scoring(
     """
     from cleanroom.tee.enclave_main import serve_attested
 
-    app = create_scoring_app(model, contract=contract, ledger=ledger)
+    app = create_scoring_app(model, contract=contract, ledger=ledger, consent=consent)
     usage = scoring_fastapi(app).state.usage
     stop = threading.Event()
 

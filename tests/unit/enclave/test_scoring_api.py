@@ -30,7 +30,7 @@ from cleanroom.enclave.scoring_auth import (
     sign_request,
 )
 from cleanroom.enclave.scoring_models import ScoringModel
-from cleanroom.errors import ConfigurationError
+from cleanroom.errors import ConfigurationError, ConsentMissing
 from cleanroom.ledger import Ledger
 from cleanroom.ml import evaluate, export_onnx, medical_record_spec, train, train_test_split
 from cleanroom.ml.models import TrainedModel
@@ -461,6 +461,25 @@ def test_auth_comes_before_validation(api: Api) -> None:
 def test_an_expired_contract_refuses(api: Api, clock: Clock) -> None:
     clock.now = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
     assert "expired" in _problem(api.score(), 403)["detail"]
+
+
+def test_a_revoked_contract_stops_scoring_at_the_next_request(
+    trained: tuple[TrainedModel, ScoringModel],
+    contract: Contract,
+    keys: dict[str, SigningKey],
+    clock: Clock,
+) -> None:
+    revoked: list[str] = []
+
+    def consent() -> None:
+        if revoked:
+            raise ConsentMissing(f"revoked by {revoked[0]}")
+
+    app = create_scoring_app(trained[1], contract=contract, clock=clock, consent=consent)
+    api = Api(app, contract, keys, clock)
+    assert api.score().status_code == 200
+    revoked.append("hospital_b")
+    assert "no longer in force" in _problem(api.score(), 403)["detail"]
 
 
 def test_no_callers_means_no_scoring(
