@@ -261,6 +261,27 @@ def contract_hyperparameters(
     return resolve_hyperparameters(algorithm, params), featurization, top_k
 
 
+def broker_url_for(named: str, override: str | None, *, simulated: bool) -> str:
+    """Where the enclave reaches a party's broker: the contract's URL.
+
+    The operator may re-route brokers (``--broker``) only on the simulated TEE, where it
+    can read the enclave anyway. On real hardware a substitute broker could hand the
+    enclave a key of the operator's choosing (and so data of its choosing), so the URL is
+    the contract's, over TLS, whose server certificate authenticates the party's broker.
+    """
+    if override is not None and override != named:
+        if not simulated:
+            raise ConfigurationError(
+                "a broker URL other than the contract's is accepted only on the simulated TEE"
+            )
+        return override
+    if not simulated and not named.startswith("https://"):
+        raise ConfigurationError(
+            "on a hardware TEE the contract's broker URLs must be https:// (authenticated)"
+        )
+    return named
+
+
 def run_job(
     *,
     platform: Platform,
@@ -361,7 +382,9 @@ def run_job(
                     if c.encrypted and c.cek is not None
                 }
             )
-            url = overrides.get(party, contract.party(party).broker_url)
+            url = broker_url_for(
+                contract.party(party).broker_url, overrides.get(party), simulated=simulated
+            )
             say("attesting", party=party, broker=url)
             party_keys: dict[str, ColumnEncryptionKey] = keys.setdefault(party, {})
             receipts: list[str] = []

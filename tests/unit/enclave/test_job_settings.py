@@ -69,3 +69,19 @@ def test_the_train_command_is_registered_and_parses() -> None:
 
 def test_then_serve_finds_the_scoring_server() -> None:
     assert callable(scoring_server())
+
+
+def test_brokers_are_the_contract_s_unless_the_tee_is_simulated() -> None:
+    from cleanroom.enclave.job import broker_url_for
+
+    named = "https://broker.hospital-a.example"
+    assert broker_url_for(named, None, simulated=False) == named
+    assert broker_url_for(named, named, simulated=False) == named
+    # On the simulated TEE the operator can read the enclave anyway; tests re-route brokers.
+    assert broker_url_for(named, "http://127.0.0.1:9", simulated=True) == "http://127.0.0.1:9"
+    # On real hardware the operator must not swap in a broker of its own choosing …
+    with pytest.raises(ConfigurationError, match="contract"):
+        broker_url_for(named, "https://operator.example", simulated=False)
+    # … nor reach a broker over an unauthenticated channel.
+    with pytest.raises(ConfigurationError, match="https"):
+        broker_url_for("http://broker.example", None, simulated=False)
