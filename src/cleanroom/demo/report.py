@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ def gain_chart(parties: list[dict[str, Any]]) -> str:
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
-    axes[1].legend(loc="lower right", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    figure.subplots_adjust(bottom=0.28)
     low = min(own_own + pooled_own + own_all + [v for v in pooled_all if v == v])
     axes[0].set_ylim(max(0.0, low - 10), 100)
     return _png(figure)
@@ -205,8 +208,8 @@ to the attested enclave named in the contract every hospital signed.</p>
 <img alt="confusion matrix" src="data:image/png;base64,{confusion}">
 <dl>{"".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)}</dl>
 <h2>Scoring through the attested API</h2>
-<pre>request  {html.escape(str(example.get("request")))}
-response {html.escape(str(example.get("response")))}</pre>
+<pre>POST /score {html.escape(json.dumps(example.get("request")))}
+→ {html.escape(json.dumps(example.get("response"), indent=1))}</pre>
 <h2>Time per phase</h2>
 <img alt="phase timings" src="data:image/png;base64,{timing_chart(result["timings_s"])}">
 </body></html>
