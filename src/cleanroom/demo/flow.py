@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import pandas as pd
 
 from cleanroom.client import ScoringClient, Workspace
-from cleanroom.contract import Contract, ContractRegistry, SigningKey
+from cleanroom.contract import Contract, ContractRegistry, SigningKey, VerifyingKey
 from cleanroom.contract.model import METRICS
 from cleanroom.contract.workdir import draft_contract, generate_party_keys
 from cleanroom.data import generate_sites, load_uci_sites, write_sites_csv
@@ -101,6 +101,7 @@ class DemoState:
     ledger_entries: int = 0
     ledger_verified: bool = False
     onnx: bytes = field(default=b"", repr=False)
+    enclave_key: VerifyingKey | None = None
 
     @property
     def records_total(self) -> int:
@@ -184,7 +185,8 @@ def scan_for_plaintext(state: DemoState, progress: Progress) -> None:
         cek = workspace.client(party).column_encryption_key(f"CEK_{party}")
         needles.append(cek.secret_bytes())
         needles.append(cek.secret_bytes().hex().encode())
-    state.scan = scan_store(workspace.open_store(), state.store_url, needles)
+    with workspace.open_store() as store:
+        state.scan = scan_store(store, state.store_url, needles)
     verdict = "no plaintext" if not state.scan.plaintext_found else "PLAINTEXT FOUND"
     progress.proved(
         f"the store holds {state.scan.cells:,} cells, all well-formed ciphertext, and "
@@ -254,16 +256,16 @@ def draft_and_sign(state: DemoState, progress: Progress) -> None:
         dataset=(MEDICAL_RECORD_TABLE, "medical_record", 50),
     )
     (state.workdir / "contract.json").write_text(contract.to_json())
-    workspace = Workspace(state.workdir, state.store_url or None)
-    registry = ContractRegistry(workspace.open_store())
-    contract_hash = registry.submit(contract)
-    for party in state.parties:
-        key = SigningKey.load(state.workdir / "parties" / party / "signing-key.pem")
-        registry.sign(contract_hash, party, key)
-    status = registry.status(contract_hash)
-    if not status.in_force:
-        raise ConfigurationError(f"the contract is not in force: {status.explain()}")
-    state.contract = registry.require_in_force(contract_hash)
+    with Workspace(state.workdir, state.store_url or None).open_store() as store:
+        registry = ContractRegistry(store)
+        contract_hash = registry.submit(contract)
+        for party in state.parties:  # each hospital signs with its own key
+            key = SigningKey.load(state.workdir / "parties" / party / "signing-key.pem")
+            registry.sign(contract_hash, party, key)
+        status = registry.status(contract_hash)
+        if not status.in_force:
+            raise ConfigurationError(f"the contract is not in force: {status.explain()}")
+        state.contract = registry.require_in_force(contract_hash)
     progress.proved(
         f"contract {contract_hash[:16]}… signed by all {len(state.parties)} hospitals: in force"
     )
@@ -356,6 +358,7 @@ def open_outputs(state: DemoState, progress: Progress) -> None:
     model = open_model(outcome.output("model", first), key, outcome.receipt)
     (state.workdir / f"model-{first}.onnx").write_bytes(model.onnx)
     state.onnx = model.onnx
+    state.enclave_key = verified.public_key
     progress.proved(
         f"receipt verified (enclave key {verified.public_key.to_jwk().get('x', '')[:10]}…); "
         f"{first} opened its sealed model {model.model_id[:16]}… and every hospital its report"
@@ -412,18 +415,13 @@ def verify_audit_ledger(state: DemoState, progress: Progress) -> None:
     assert state.outcome is not None
     assert state.launcher is not None
     outcome = state.outcome
+    assert state.enclave_key is not None  # from the receipt checked in step 5
     if outcome.enclave is not None:
         outcome.enclave.stop()  # the scoring server writes its usage counts on the way out
-    verified_receipt = verify_receipt(
-        outcome.receipt,
-        state.contract,
-        trusted_roots=[state.launcher.root_certificate],
-        allow_simulation=True,
-    )
-    store = Workspace(state.workdir, state.store_url or None).open_store()
-    entries = read_entries(store, outcome.ledger_id)
+    with Workspace(state.workdir, state.store_url or None).open_store() as store:
+        entries = read_entries(store, outcome.ledger_id)
     head = LedgerHead.from_json(json.loads((outcome.outputs_dir / "ledger-head.json").read_text()))
-    verified = verify_ledger(entries, verified_receipt.public_key, head=head)
+    verified = verify_ledger(entries, state.enclave_key, head=head)
     state.ledger_entries = verified.count
     state.ledger_verified = True
     kinds = sorted({e.kind for e in entries})
