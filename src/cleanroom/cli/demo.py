@@ -53,17 +53,13 @@ class RichProgress:
 
 
 def _summary(console: Console, result: dict[str, Any]) -> None:
-    table = Table(title="What each hospital gained by pooling (accuracy on held-out rows)")
-    for column in (
-        "hospital",
-        "rows",
-        "own model: own test",
-        "own model: all test",
-        "pooled: own test",
-        "pooled: all test",
-        "gain on all",
-    ):
-        table.add_column(column, justify="left" if column == "hospital" else "right")
+    table = Table(
+        title="Accuracy on held-out rows: each hospital's model alone vs the pooled model",
+        caption="own: its own test rows; all: every hospital's test rows; gain in points",
+    )
+    table.add_column("hospital", no_wrap=True)
+    for column in ("rows", "alone\nown", "alone\nall", "pooled\nown", "pooled\nall", "gain\nall"):
+        table.add_column(column, justify="right", no_wrap=True)
     for party in result["parties"]:
         own, pooled = party["own_model"], party["pooled_model"]
         gain = pooled["all_test_accuracy"] - own["all_test_accuracy"]
@@ -74,7 +70,7 @@ def _summary(console: Console, result: dict[str, Any]) -> None:
             f"{own['all_test_accuracy']:.1%}",
             f"{pooled['own_test_accuracy']:.1%}",
             f"{pooled['all_test_accuracy']:.1%}",
-            f"{gain * 100:+.1f} pts",
+            f"{gain * 100:+.1f}",
         )
     console.print(table)
     pooled = result["pooled"]
@@ -84,9 +80,10 @@ def _summary(console: Console, result: dict[str, Any]) -> None:
         f"{pooled['log_loss_reduction']:.3f}"
     )
     timings = Table(title="Time per phase (s)")
-    for phase in result["timings_s"]:
-        timings.add_column(phase, justify="right")
-    timings.add_row(*(f"{v:.1f}" for v in result["timings_s"].values()))
+    timings.add_column("phase", no_wrap=True)
+    timings.add_column("seconds", justify="right")
+    for phase, seconds in result["timings_s"].items():
+        timings.add_row(phase, f"{seconds:.1f}")
     console.print(timings)
     console.print(f"Work directory: {result['workdir']}  (report: {result['report']})")
 
