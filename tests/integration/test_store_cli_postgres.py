@@ -1,8 +1,5 @@
 """`cleanroom keys create` / `data import` / `data show` against PostgreSQL (`--store`)."""
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,27 +16,8 @@ CSV = (
 
 
 @pytest.fixture
-def store_url() -> Iterator[str]:
-    base = os.environ.get("CLEANROOM_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("CLEANROOM_TEST_POSTGRES_URL is not set")
-    schema = f"cr_cli_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except sa.exc.OperationalError:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is unreachable under CI")
-        pytest.skip("PostgreSQL is unreachable")
-    url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def store_url(postgres_url: str) -> str:
+    return postgres_url
 
 
 def test_cli_round_trip_on_postgres(

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from cleanroom.client import PartyClient
 from cleanroom.crypto import ColumnEncryptionKey
@@ -29,30 +26,10 @@ COLUMNS = ["age", "chestPain", "sex", "risk"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    base = os.environ.get("CLEANROOM_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("CLEANROOM_TEST_POSTGRES_URL is not set")
-    schema = f"cr_enclave_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except sa.exc.OperationalError:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is unreachable under CI")
-        pytest.skip("PostgreSQL is unreachable")
-    url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
