@@ -153,6 +153,17 @@ def _groups_by_length(values: Sequence[bytes]) -> list[tuple[int, list[int]]]:
     ]
 
 
+def _tags(copy_mac: Any, messages: bytes, step: int) -> bytes:
+    """HMAC-SHA256 of each ``step``-byte MAC input in ``messages``, concatenated."""
+    tags: list[bytes] = []
+    append = tags.append
+    for offset in range(0, len(messages), step):
+        state = copy_mac()
+        state.update(messages[offset : offset + step])
+        append(state.finalize())
+    return b"".join(tags)
+
+
 def _encrypt_equal_length(
     encryptor: Any, copy_mac: Any, batch: list[bytes], length: int, iv_bytes: bytes
 ) -> list[bytes]:
@@ -175,20 +186,11 @@ def _encrypt_equal_length(
             n, BLOCK
         )
         message[:, 1 + (j + 1) * BLOCK : 1 + (j + 2) * BLOCK] = previous
-    flat = message.tobytes()
-    step = width + 2
-    tags: list[bytes] = []
-    append = tags.append
-    for offset in range(0, n * step, step):
-        state = copy_mac()
-        state.update(flat[offset : offset + step])
-        append(state.finalize())
+    tags = _tags(copy_mac, message.tobytes(), width + 2)
     size = 1 + TAG_LENGTH + width
     cells = np.empty((n, size), dtype=np.uint8)
     cells[:, 0] = VERSION
-    cells[:, 1 : 1 + TAG_LENGTH] = np.frombuffer(b"".join(tags), dtype=np.uint8).reshape(
-        n, TAG_LENGTH
-    )
+    cells[:, 1 : 1 + TAG_LENGTH] = np.frombuffer(tags, dtype=np.uint8).reshape(n, TAG_LENGTH)
     cells[:, 1 + TAG_LENGTH :] = message[:, 1:-1]
     packed = cells.tobytes()
     return [packed[k : k + size] for k in range(0, n * size, size)]
@@ -232,16 +234,9 @@ def _decrypt_equal_length(
     message[:, 0] = VERSION
     message[:, -1] = VERSION
     message[:, 1:-1] = cells[:, 1 + TAG_LENGTH :]
-    flat = message.tobytes()
-    step = message.shape[1]
-    tags: list[bytes] = []
-    append = tags.append
-    for offset in range(0, n * step, step):
-        state = copy_mac()
-        state.update(flat[offset : offset + step])
-        append(state.finalize())
+    tags = _tags(copy_mac, message.tobytes(), message.shape[1])
     # One constant-time comparison over the whole batch: all 32 bytes of every tag.
-    tags_ok = hmac.compare_digest(b"".join(tags), cells[:, 1 : 1 + TAG_LENGTH].tobytes())
+    tags_ok = hmac.compare_digest(tags, cells[:, 1 : 1 + TAG_LENGTH].tobytes())
     if not (tags_ok and bool(np.all(cells[:, 0] == VERSION))):
         return None
     body = cells[:, 1 + TAG_LENGTH :].reshape(n, blocks + 1, BLOCK)
