@@ -426,7 +426,8 @@ def test_datetime2_layout() -> None:
 
 
 def test_datetime2_takes_pandas_nanoseconds() -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     stamp = pd.Timestamp("2024-02-29 13:45:06.123456789")
     days = (dt.date(2024, 2, 29) - dt.date(1, 1, 1)).days
     expected = (ticks(13, 45, 6, 123456) + 7).to_bytes(5, "little") + days.to_bytes(3, "little")

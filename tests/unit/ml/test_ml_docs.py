@@ -6,15 +6,12 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-import pytest
-
 from cleanroom.ml import ALGORITHMS, DEFAULT_HYPERPARAMETERS, FEATURIZATIONS, MulticlassMetrics
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "ml.md"
 
 
 def test_the_example_runs() -> None:
-    pytest.importorskip("cleanroom.data.synthetic")
     example = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S)
     assert example is not None
     exec(compile(example.group(1), str(DOC), "exec"), {})  # noqa: S102

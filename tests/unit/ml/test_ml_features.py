@@ -43,7 +43,6 @@ def test_spec_from_column_descriptions() -> None:
 
 
 def test_medical_record_spec() -> None:
-    pytest.importorskip("cleanroom.data.medical_record")
     from cleanroom.ml import medical_record_spec
 
     spec = medical_record_spec()
