@@ -7,10 +7,9 @@ only plays all the roles in one work directory and reports what each step proved
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 
 from cleanroom.client import ScoringClient, Workspace
 from cleanroom.contract import Contract, ContractRegistry, SigningKey, VerifyingKey
+from cleanroom.contract.keys import load_json_file
 from cleanroom.contract.model import METRICS
 from cleanroom.contract.workdir import draft_contract, generate_party_keys
 from cleanroom.data import generate_sites, load_uci_sites, write_sites_csv
@@ -36,7 +36,7 @@ from cleanroom.enclave import (
 from cleanroom.errors import ConfigurationError
 from cleanroom.ledger import LedgerHead, read_entries, verify_ledger
 from cleanroom.ml import score_onnx
-from cleanroom.store import MEDICAL_RECORD_TABLE
+from cleanroom.store import MEDICAL_RECORD_TABLE, Store
 from cleanroom.tee.simulated import SimulatedLauncher
 
 Dataset = Literal["synthetic", "uci-heart"]
@@ -262,10 +262,7 @@ def draft_and_sign(state: DemoState, progress: Progress) -> None:
         for party in state.parties:  # each hospital signs with its own key
             key = SigningKey.load(state.workdir / "parties" / party / "signing-key.pem")
             registry.sign(contract_hash, party, key)
-        status = registry.status(contract_hash)
-        if not status.in_force:
-            raise ConfigurationError(f"the contract is not in force: {status.explain()}")
-        state.contract = registry.require_in_force(contract_hash)
+        state.contract = registry.require_in_force(contract_hash)  # ConsentMissing otherwise
     progress.proved(
         f"contract {contract_hash[:16]}… signed by all {len(state.parties)} hospitals: in force"
     )
@@ -348,14 +345,16 @@ def open_outputs(state: DemoState, progress: Progress) -> None:
         trusted_roots=[state.launcher.root_certificate],
         allow_simulation=True,
     )
-    for party in state.parties:
-        key = load_recipient_private_key(state.workdir / "parties" / party / "recipient-key.pem")
+    recipient_keys = {
+        party: load_recipient_private_key(state.workdir / "parties" / party / "recipient-key.pem")
+        for party in state.parties
+    }
+    for party, key in recipient_keys.items():
         report = outcome.open_json("collaboration_report", party, key)
         mine = next(p for p in report["parties"] if p["party"] == party)
         state.collaboration[party] = {**mine, "pooled_on_all": report["pooled_on_all"]}
     first = state.parties[0]
-    key = load_recipient_private_key(state.workdir / "parties" / first / "recipient-key.pem")
-    model = open_model(outcome.output("model", first), key, outcome.receipt)
+    model = open_model(outcome.output("model", first), recipient_keys[first], outcome.receipt)
     (state.workdir / f"model-{first}.onnx").write_bytes(model.onnx)
     state.onnx = model.onnx
     state.enclave_key = verified.public_key
@@ -420,7 +419,7 @@ def verify_audit_ledger(state: DemoState, progress: Progress) -> None:
         outcome.enclave.stop()  # the scoring server writes its usage counts on the way out
     with Workspace(state.workdir, state.store_url or None).open_store() as store:
         entries = read_entries(store, outcome.ledger_id)
-    head = LedgerHead.from_json(json.loads((outcome.outputs_dir / "ledger-head.json").read_text()))
+    head = LedgerHead.from_json(load_json_file(outcome.outputs_dir / "ledger-head.json"))
     verified = verify_ledger(entries, state.enclave_key, head=head)
     state.ledger_entries = verified.count
     state.ledger_verified = True
@@ -439,13 +438,6 @@ def stop_services(state: DemoState) -> None:
     state.servers.clear()
 
 
-def summary_rows(state: DemoState) -> Sequence[dict[str, Any]]:
-    return [
-        {"name": party, "table": f"ds_{party}_{MEDICAL_RECORD_TABLE}", "rows": state.rows[party]}
-        for party in state.parties
-    ]
-
-
 def build_result(state: DemoState) -> dict[str, Any]:
     """The demo's public result (what ``--json`` prints; accuracies are fractions)."""
     assert state.outcome is not None
@@ -458,7 +450,7 @@ def build_result(state: DemoState) -> dict[str, Any]:
         parties.append(
             {
                 "name": party,
-                "table": f"ds_{party}_{MEDICAL_RECORD_TABLE}",
+                "table": Store.table_name_for(party, MEDICAL_RECORD_TABLE),
                 "rows": state.rows[party],
                 "own_model": {
                     "own_test_accuracy": mine["alone_on_own"]["micro_accuracy"],

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -97,13 +97,3 @@ def start_server(
                 server.stop()
                 raise ConfigurationError(f"{name} did not answer within {timeout:.0f} s")
             time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def running(servers: list[ServerProcess]) -> Iterator[list[ServerProcess]]:
-    """Stop every server in ``servers`` (also those appended inside the block) on exit."""
-    try:
-        yield servers
-    finally:
-        for server in reversed(servers):
-            server.stop()
