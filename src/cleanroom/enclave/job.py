@@ -628,9 +628,10 @@ def run_job(
     receipt = sign_receipt(body, key)
     receipt_digest = _write(outputs_dir, "receipt.json", json.dumps(receipt, indent=1).encode())
     ledger.append("receipt.signed", {"body_sha256": body_hash(body), "file_sha256": receipt_digest})
-    head = ledger.head()
+    entries = ledger.entries()  # read once: head, export and the release count below
+    head = ledger.head(entries)
     _write(outputs_dir, "ledger-head.json", json.dumps(head.to_json(), indent=1).encode())
-    _write(outputs_dir, "ledger.jsonl", to_jsonl(ledger.entries()).encode())
+    _write(outputs_dir, "ledger.jsonl", to_jsonl(entries).encode())
     say(
         "done",
         job_id=job_id,
@@ -640,8 +641,7 @@ def run_job(
         micro_accuracy=metrics.micro_accuracy,
         outputs=[o.to_dict() for o in outputs],
         keys_released=sum(
-            len(d["resources"])
-            for d in [e.payload for e in ledger.entries() if e.kind == "keys.released"]
+            len(d["resources"]) for d in [e.payload for e in entries if e.kind == "keys.released"]
         ),
     )
     return TrainedJob(

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -171,9 +171,11 @@ class Ledger:
         """Every entry, in order (as stored: verify with :meth:`verify`)."""
         return read_entries(self._store, self._id)
 
-    def head(self) -> LedgerHead:
-        """A signed head over every entry now in the ledger (for receipts and answers)."""
-        return sign_head(self._key, self.entries(), time=format_time(_now()))
+    def head(self, entries: Sequence[LedgerEntry] | None = None) -> LedgerHead:
+        """A signed head over every entry now in the ledger (for receipts and answers);
+        pass ``entries`` when you have just read them (:meth:`entries`)."""
+        current = self.entries() if entries is None else entries
+        return sign_head(self._key, current, time=format_time(_now()))
 
     def verify(self) -> VerifiedLedger:
         """:func:`verify_ledger` over the stored entries with this ledger's key."""
