@@ -19,13 +19,11 @@ should also tell its own broker (which then refuses regardless), see ``docs/cont
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from cleanroom.contract.keys import SigningKey, b64url_encode
 from cleanroom.contract.model import Contract
@@ -37,8 +35,8 @@ from cleanroom.contract.signatures import (
     verify_approval,
     verify_revocation,
 )
-from cleanroom.errors import ConsentMissing, ContractError, SignatureInvalid, StorageError
-from cleanroom.store import Store
+from cleanroom.errors import ConsentMissing, ContractError, SignatureInvalid
+from cleanroom.store import Store, utc_now
 
 metadata = sa.MetaData()
 
@@ -84,9 +82,9 @@ contract_revocations = sa.Table(
 )
 
 
-def create_all(engine: Engine) -> None:
-    """Create the registry tables if they do not exist (idempotent)."""
-    with _guard("creating the contract tables"), _write(engine) as conn:
+def create_all(store: Store) -> None:
+    """Create the registry tables in ``store`` if they do not exist (idempotent)."""
+    with store.write("creating the contract tables") as conn:
         metadata.create_all(conn)
 
 
@@ -151,7 +149,7 @@ class ContractRegistry:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        create_all(store.engine)
+        create_all(store)
 
     def __repr__(self) -> str:
         return f"ContractRegistry({self._store!r})"
@@ -162,7 +160,7 @@ class ContractRegistry:
         """Store ``contract`` (idempotent) and return its hash."""
         h = contract.hash
         document = contract.canonical_bytes().decode("utf-8")
-        with _guard("storing the contract"), self._store.writing() as conn:
+        with self._store.write("storing the contract") as conn:
             _insert_if_absent(
                 conn,
                 contracts,
@@ -170,13 +168,13 @@ class ContractRegistry:
                 contract_id=contract.id,
                 version=contract.version,
                 document=document,
-                submitted_at=_now(),
+                submitted_at=utc_now(),
             )
         return h
 
     def contract(self, contract_hash: str) -> Contract:
         """The stored contract, re-validated and re-hashed; :class:`ContractError` if unknown."""
-        with _guard("reading the contract"), self._store.reading() as conn:
+        with self._store.read("reading the contract") as conn:
             return self._load(conn, check_contract_hash(contract_hash))
 
     def list_contracts(self) -> list[ContractInfo]:
@@ -187,7 +185,7 @@ class ContractRegistry:
             contracts.c.version,
             contracts.c.submitted_at,
         ).order_by(contracts.c.submitted_at, contracts.c.contract_hash)
-        with _guard("listing contracts"), self._store.reading() as conn:
+        with self._store.read("listing contracts") as conn:
             return [ContractInfo(*row) for row in conn.execute(query)]
 
     # -- approvals and revocations --------------------------------------------------------
@@ -219,7 +217,7 @@ class ContractRegistry:
         contract.party(approval.party)  # unknown party → ContractError
         verify_approval(contract, approval)
         h = contract.hash
-        with _guard("storing the approval"), self._store.writing() as conn:
+        with self._store.write("storing the approval") as conn:
             revoked = self._revocations(conn, h)
             if revoked:
                 raise ConsentMissing(
@@ -239,7 +237,7 @@ class ContractRegistry:
                     contract_hash=h,
                     party=approval.party,
                     signature=approval.signature,
-                    recorded_at=_now(),
+                    recorded_at=utc_now(),
                 )
             else:
                 # Keep the first valid signature (ECDSA signatures differ per signing),
@@ -253,7 +251,7 @@ class ContractRegistry:
                             contract_signatures.c.contract_hash == h,
                             contract_signatures.c.party == approval.party,
                         )
-                        .values(signature=approval.signature, recorded_at=_now())
+                        .values(signature=approval.signature, recorded_at=utc_now())
                     )
 
     def revoke(self, contract_hash: str, party: str, signed_revocation: Revocation) -> None:
@@ -267,7 +265,7 @@ class ContractRegistry:
             raise ContractError("the revocation is for another party or another contract")
         contract.party(party)
         verify_revocation(contract, signed_revocation)
-        with _guard("storing the revocation"), self._store.writing() as conn:
+        with self._store.write("storing the revocation") as conn:
             if party in self._revocations(conn, contract.hash):
                 return
             _insert_if_absent(
@@ -277,7 +275,7 @@ class ContractRegistry:
                 party=party,
                 time=signed_revocation.time,
                 signature=signed_revocation.signature,
-                recorded_at=_now(),
+                recorded_at=utc_now(),
             )
 
     # -- state ----------------------------------------------------------------------------
@@ -285,7 +283,7 @@ class ContractRegistry:
     def approvals(self, contract_hash: str) -> list[Approval]:
         """The stored approvals of ``contract_hash`` (as stored: :meth:`status` verifies)."""
         h = check_contract_hash(contract_hash)
-        with _guard("reading approvals"), self._store.reading() as conn:
+        with self._store.read("reading approvals") as conn:
             rows = conn.execute(
                 sa.select(contract_signatures.c.party, contract_signatures.c.signature)
                 .where(contract_signatures.c.contract_hash == h)
@@ -296,16 +294,16 @@ class ContractRegistry:
     def revocations(self, contract_hash: str) -> list[Revocation]:
         """The stored revocations of ``contract_hash`` (as stored: :meth:`status` verifies)."""
         h = check_contract_hash(contract_hash)
-        with _guard("reading revocations"), self._store.reading() as conn:
+        with self._store.read("reading revocations") as conn:
             return list(self._revocations(conn, h).values())
 
     def status(self, contract_hash: str) -> ContractStatus:
         """Verify everything stored for ``contract_hash`` against the clock and report."""
-        return self._status(contract_hash, now=_now())
+        return self._status(contract_hash, now=utc_now())
 
     def _status(self, contract_hash: str, *, now: dt.datetime) -> ContractStatus:
         h = check_contract_hash(contract_hash)
-        with _guard("reading the contract state"), self._store.reading() as conn:
+        with self._store.read("reading the contract state") as conn:
             contract = self._load(conn, h)
             rows = conn.execute(
                 sa.select(contract_signatures.c.party, contract_signatures.c.signature).where(
@@ -386,30 +384,6 @@ def _insert_if_absent(conn: Connection, table: sa.Table, **values: object) -> No
     else:
         from sqlalchemy.dialects.sqlite import insert
     conn.execute(insert(table).values(**values).on_conflict_do_nothing())
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@contextmanager
-def _write(engine: Engine) -> Iterator[Connection]:
-    # Only for create_all(engine): the same write transaction as Store.writing()
-    # (``cleanroom_write`` makes SQLite begin with BEGIN IMMEDIATE).
-    with engine.connect() as conn:
-        conn = conn.execution_options(cleanroom_write=True)
-        with conn.begin():
-            yield conn
-
-
-@contextmanager
-def _guard(what: str) -> Iterator[None]:
-    try:
-        yield
-    except sa.exc.SQLAlchemyError as error:
-        # Driver messages quote parameters: keep only the error class.
-        cause = type(getattr(error, "orig", None) or error).__name__
-        raise StorageError(f"{what} failed ({cause})") from None
 
 
 __all__ = [

@@ -13,16 +13,15 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from cleanroom.contract.keys import SigningKey, VerifyingKey
-from cleanroom.errors import LedgerError, StorageError
+from cleanroom.errors import LedgerError
 from cleanroom.ledger.entries import (
     FORMAT_VERSION,
     GENESIS_KIND,
@@ -37,7 +36,7 @@ from cleanroom.ledger.entries import (
     to_jsonl,
     verify_ledger,
 )
-from cleanroom.store import Store
+from cleanroom.store import Store, storage_errors, utc_now
 
 metadata = sa.MetaData()
 
@@ -59,9 +58,9 @@ ledger_entries = sa.Table(
 )
 
 
-def create_all(engine: Engine) -> None:
-    """Create the ledger table if it does not exist (idempotent)."""
-    with _guard("creating the ledger table"), _write(engine) as conn:
+def create_all(store: Store) -> None:
+    """Create the ledger table in ``store`` if it does not exist (idempotent)."""
+    with store.write("creating the ledger table") as conn:
         metadata.create_all(conn)
 
 
@@ -96,7 +95,7 @@ class Ledger:
         genesis: Mapping[str, Any] | None = None,
     ) -> Ledger:
         """Start a new ledger; ``genesis`` adds facts to entry 0 (e.g. the contract hash)."""
-        create_all(store.engine)
+        create_all(store)
         lid = ledger_id or uuid.uuid4().hex
         _check_id(lid)
         extra = dict(genesis or {})
@@ -111,16 +110,16 @@ class Ledger:
             "public_key": signing_key.public_key.to_jwk(),
         }
         ledger = cls(store, lid, signing_key, _token=_BUILD)
-        with _guard("starting the ledger"), store.writing() as conn:
+        with store.write("starting the ledger") as conn:
             if ledger._last(conn) is not None:
                 raise LedgerError(f"ledger {lid!r} already exists")
-            ledger._insert(conn, 0, GENESIS_KIND, payload, ZERO_HASH, _now())
+            ledger._insert(conn, 0, GENESIS_KIND, payload, ZERO_HASH, utc_now())
         return ledger
 
     @classmethod
     def open(cls, store: Store, ledger_id: str, signing_key: SigningKey) -> Ledger:
         """Continue an existing ledger; refuses a key other than the one in its genesis."""
-        create_all(store.engine)
+        create_all(store)
         first = read_entries(store, ledger_id, limit=1)
         if not first:
             raise LedgerError(f"no ledger {ledger_id!r} in the store")
@@ -142,7 +141,7 @@ class Ledger:
         """Append a signed entry. ``payload`` holds counts, names and digests — no records."""
         if kind == GENESIS_KIND:
             raise LedgerError("only create() writes the genesis entry")
-        return self._append(kind, payload, now=_now())
+        return self._append(kind, payload, now=utc_now())
 
     def _append(self, kind: str, payload: Mapping[str, Any], *, now: dt.datetime) -> LedgerEntry:
         # Appends are serialized (see _append_once); should a writer that bypasses the
@@ -152,7 +151,7 @@ class Ledger:
                 return self._append_once(kind, payload, now)
             except sa.exc.IntegrityError:
                 continue
-        with _guard("appending to the ledger"):
+        with storage_errors("appending to the ledger"):
             return self._append_once(kind, payload, now)
 
     def _append_once(self, kind: str, payload: Mapping[str, Any], now: dt.datetime) -> LedgerEntry:
@@ -175,7 +174,7 @@ class Ledger:
         """A signed head over every entry now in the ledger (for receipts and answers);
         pass ``entries`` when you have just read them (:meth:`entries`)."""
         current = self.entries() if entries is None else entries
-        return sign_head(self._key, current, time=format_time(_now()))
+        return sign_head(self._key, current, time=format_time(utc_now()))
 
     def verify(self) -> VerifiedLedger:
         """:func:`verify_ledger` over the stored entries with this ledger's key."""
@@ -236,7 +235,7 @@ class Ledger:
 
 def read_entries(store: Store, ledger_id: str, *, limit: int | None = None) -> list[LedgerEntry]:
     """A ledger's stored entries in ``seq`` order, without verifying them."""
-    create_all(store.engine)
+    create_all(store)
     query = (
         sa.select(
             ledger_entries.c.seq,
@@ -251,7 +250,7 @@ def read_entries(store: Store, ledger_id: str, *, limit: int | None = None) -> l
     )
     if limit is not None:
         query = query.limit(limit)
-    with _guard("reading the ledger"), store.reading() as conn:
+    with store.read("reading the ledger") as conn:
         rows = conn.execute(query).all()
     entries = []
     for seq, time, kind, payload, prev_hash, signature in rows:
@@ -265,9 +264,9 @@ def read_entries(store: Store, ledger_id: str, *, limit: int | None = None) -> l
 
 def ledger_ids(store: Store) -> list[str]:
     """The ids of every ledger in the store."""
-    create_all(store.engine)
+    create_all(store)
     query = sa.select(ledger_entries.c.ledger_id).where(ledger_entries.c.seq == 0)
-    with _guard("listing ledgers"), store.reading() as conn:
+    with store.read("listing ledgers") as conn:
         return sorted(str(row[0]) for row in conn.execute(query))
 
 
@@ -275,29 +274,6 @@ def _check_id(ledger_id: str) -> None:
     ok = isinstance(ledger_id, str) and 1 <= len(ledger_id) <= 64
     if not ok or not all(c.isalnum() or c in "-_." for c in ledger_id):
         raise LedgerError("a ledger id is 1-64 characters of letters, digits, '-', '_' or '.'")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@contextmanager
-def _write(engine: Engine) -> Iterator[Connection]:
-    # Only for create_all(engine): the same write transaction as Store.writing()
-    # (``cleanroom_write`` makes SQLite begin with BEGIN IMMEDIATE).
-    with engine.connect() as conn:
-        conn = conn.execution_options(cleanroom_write=True)
-        with conn.begin():
-            yield conn
-
-
-@contextmanager
-def _guard(what: str) -> Iterator[None]:
-    try:
-        yield
-    except sa.exc.SQLAlchemyError as error:
-        cause = type(getattr(error, "orig", None) or error).__name__
-        raise StorageError(f"{what} failed ({cause})") from None
 
 
 __all__ = ["Ledger", "create_all", "ledger_entries", "ledger_ids", "metadata", "read_entries"]

@@ -20,6 +20,8 @@ from cleanroom.store._store import (
     Store,
     default_url,
     open_store,
+    storage_errors,
+    utc_now,
 )
 from cleanroom.store._types import SUPPORTED_TYPES, ColumnType
 from cleanroom.store.medical_record import MEDICAL_RECORD_TABLE, medical_record_schema
@@ -47,4 +49,6 @@ __all__ = [
     "default_url",
     "medical_record_schema",
     "open_store",
+    "storage_errors",
+    "utc_now",
 ]

@@ -104,8 +104,24 @@ class DatasetInfo:
         return self.schema.table
 
 
-def _now() -> dt.datetime:
+def utc_now() -> dt.datetime:
+    """The current time as an aware UTC datetime: what every component stores."""
     return dt.datetime.now(dt.UTC)
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn a database error raised in the block into ``StorageError("<what> failed (…)")``.
+
+    SQLAlchemy and driver messages quote statement parameters (cells, plain values,
+    signatures), so only the class name of the driver's error is kept: never its message,
+    and the original is not chained. Other exceptions pass through unchanged.
+    """
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as error:
+        cause = type(getattr(error, "orig", None) or error).__name__
+        raise StorageError(f"{what} failed ({cause})") from None
 
 
 class Store:
@@ -124,8 +140,9 @@ class Store:
     * NULL stays NULL: a missing value is never encrypted.
     * Error messages never carry row values (cells included), only names and counts.
 
-    Other components keep their own tables in the same database through :attr:`engine`,
-    :meth:`writing` and :meth:`reading`.
+    Other components keep their own tables in the same database through :meth:`write`
+    and :meth:`read` (transactions whose database errors become :class:`StorageError`),
+    or :meth:`writing` and :meth:`reading` when they handle SQLAlchemy errors themselves.
 
     It does not authenticate callers: whoever can open the database can read the
     ciphertext and the metadata — which is the point of encrypting on the client.
@@ -152,7 +169,7 @@ class Store:
 
     def create_catalog(self) -> None:
         """Create the catalog tables if they do not exist (idempotent)."""
-        with self._guard("creating the catalog"), self._write() as conn:
+        with self.write("creating the catalog") as conn:
             cat.metadata.create_all(conn)
 
     def close(self) -> None:
@@ -173,7 +190,7 @@ class Store:
     def add_column_master_key(self, cmk: ColumnMasterKeyInfo) -> None:
         """Register a column master key (``CREATE COLUMN MASTER KEY``)."""
         check_identifier(cmk.name, "a column master key name")
-        with self._guard(f"registering column master key {cmk.name!r}"), self._write() as conn:
+        with self.write(f"registering column master key {cmk.name!r}") as conn:
             if self._cmk_row(conn, cmk.name) is not None:
                 raise StorageError(f"column master key {cmk.name!r} already exists")
             conn.execute(
@@ -183,13 +200,13 @@ class Store:
                     key_path=cmk.key_path,
                     allow_enclave_computations=cmk.allow_enclave_computations,
                     signature=cmk.signature,
-                    create_date=_now(),
+                    create_date=utc_now(),
                 )
             )
 
     def column_master_key(self, name: str) -> ColumnMasterKeyInfo:
         """The column master key called ``name``."""
-        with self._guard("reading a column master key"), self._read() as conn:
+        with self.read("reading a column master key") as conn:
             row = self._cmk_row(conn, name)
         if row is None:
             raise StorageError(f"no column master key {name!r}")
@@ -203,7 +220,7 @@ class Store:
 
     def column_master_key_names(self) -> list[str]:
         """Names of every registered column master key."""
-        with self._guard("listing column master keys"), self._read() as conn:
+        with self.read("listing column master keys") as conn:
             query = sa.select(cat.column_master_keys.c.name).order_by("name")
             return list(conn.scalars(query))
 
@@ -221,7 +238,7 @@ class Store:
         check_identifier(name, "a column encryption key name")
         if not 1 <= len(values) <= MAX_CEK_VALUES:
             raise StorageError(f"a column encryption key has 1 or {MAX_CEK_VALUES} values")
-        with self._guard(f"registering column encryption key {name!r}"), self._write() as conn:
+        with self.write(f"registering column encryption key {name!r}") as conn:
             exists = conn.execute(
                 sa.select(cat.column_encryption_keys.c.name).where(
                     cat.column_encryption_keys.c.name == name
@@ -229,13 +246,15 @@ class Store:
             ).first()
             if exists is not None:
                 raise StorageError(f"column encryption key {name!r} already exists")
-            conn.execute(cat.column_encryption_keys.insert().values(name=name, create_date=_now()))
+            conn.execute(
+                cat.column_encryption_keys.insert().values(name=name, create_date=utc_now())
+            )
             for value in values:
                 self._insert_cek_value(conn, name, value)
 
     def add_column_encryption_key_value(self, name: str, value: ColumnEncryptionKeyValue) -> None:
         """Add a second wrapped value to a CEK (``ALTER COLUMN ENCRYPTION KEY … ADD VALUE``)."""
-        with self._guard(f"adding a value to {name!r}"), self._write() as conn:
+        with self.write(f"adding a value to {name!r}") as conn:
             count = conn.scalar(
                 sa.select(sa.func.count()).where(
                     cat.column_encryption_key_values.c.column_encryption_key_name == name
@@ -250,7 +269,7 @@ class Store:
     def drop_column_encryption_key_value(self, name: str, column_master_key_name: str) -> None:
         """Remove the value wrapped by one CMK (``ALTER … DROP VALUE``); the last one stays."""
         values = cat.column_encryption_key_values
-        with self._guard(f"dropping a value of {name!r}"), self._write() as conn:
+        with self.write(f"dropping a value of {name!r}") as conn:
             count = conn.scalar(
                 sa.select(sa.func.count()).where(values.c.column_encryption_key_name == name)
             )
@@ -284,7 +303,7 @@ class Store:
     def column_encryption_key(self, name: str) -> ColumnEncryptionKeyInfo:
         """The column encryption key ``name`` with its wrapped values."""
         values = cat.column_encryption_key_values
-        with self._guard("reading a column encryption key"), self._read() as conn:
+        with self.read("reading a column encryption key") as conn:
             rows = conn.execute(
                 sa.select(values)
                 .where(values.c.column_encryption_key_name == name)
@@ -328,7 +347,7 @@ class Store:
             if spec.encrypted and spec.cek is None:
                 raise SchemaError(f"encrypted column {spec.name!r} names no column encryption key")
         table = _dataset_table(table_name, schema)
-        with self._guard(f"creating dataset {schema.table!r}"), self._write() as conn:
+        with self.write(f"creating dataset {schema.table!r}") as conn:
             exists = conn.execute(
                 sa.select(cat.datasets.c.table_name).where(cat.datasets.c.table_name == table_name)
             ).first()
@@ -348,7 +367,7 @@ class Store:
                     party=party,
                     name=schema.table,
                     schema_json=schema.to_json(),
-                    create_date=_now(),
+                    create_date=utc_now(),
                 )
             )
             encrypted = [c for c in schema.columns if c.encrypted]
@@ -378,7 +397,7 @@ class Store:
     def dataset(self, party: str, name: str) -> DatasetInfo:
         """``party``'s dataset ``name``."""
         table_name = self.table_name_for(party, name)
-        with self._guard("reading the dataset catalog"), self._read() as conn:
+        with self.read("reading the dataset catalog") as conn:
             row = conn.execute(
                 sa.select(cat.datasets).where(cat.datasets.c.table_name == table_name)
             ).first()
@@ -395,7 +414,7 @@ class Store:
         query = sa.select(cat.datasets).order_by(cat.datasets.c.table_name)
         if party is not None:
             query = query.where(cat.datasets.c.party == party)
-        with self._guard("listing datasets"), self._read() as conn:
+        with self.read("listing datasets") as conn:
             rows = conn.execute(query).all()
         return [
             DatasetInfo(
@@ -409,7 +428,7 @@ class Store:
     def encrypted_columns(self, dataset: DatasetInfo) -> list[EncryptedColumnInfo]:
         """The encryption metadata of ``dataset``'s columns, in table order."""
         ec = cat.encrypted_columns
-        with self._guard("reading column metadata"), self._read() as conn:
+        with self.read("reading column metadata") as conn:
             rows = conn.execute(sa.select(ec).where(ec.c.table_name == dataset.table_name)).all()
         by_name = {r.column_name: r for r in rows}
         return [
@@ -429,7 +448,7 @@ class Store:
     def drop_dataset(self, dataset: DatasetInfo) -> None:
         """Drop ``dataset``'s table and its catalog entries."""
         table = self._table(dataset)
-        with self._guard(f"dropping dataset {dataset.name!r}"), self._write() as conn:
+        with self.write(f"dropping dataset {dataset.name!r}") as conn:
             conn.execute(
                 cat.encrypted_columns.delete().where(
                     cat.encrypted_columns.c.table_name == dataset.table_name
@@ -459,7 +478,7 @@ class Store:
         """
         table = self._table(dataset)
         total = 0
-        with self._guard(f"loading into {dataset.name!r}"), self._write() as conn:
+        with self.write(f"loading into {dataset.name!r}") as conn:
             insert = _BulkInsert(conn, table, dataset.schema)
             for batch in batches:
                 total += insert.execute(batch)
@@ -499,14 +518,14 @@ class Store:
         if offset:
             query = query.offset(offset)
         names = dataset.schema.column_names
-        with self._guard(f"reading {dataset.name!r}"), self._read() as conn:
+        with self.read(f"reading {dataset.name!r}") as conn:
             result = conn.execute(query).all()
         return [dict(zip(names, row, strict=True)) for row in result]
 
     def count(self, dataset: DatasetInfo) -> int:
         """The number of rows in ``dataset``."""
         table = self._table(dataset)
-        with self._guard(f"counting {dataset.name!r}"), self._read() as conn:
+        with self.read(f"counting {dataset.name!r}") as conn:
             return int(conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
     # -- internals ------------------------------------------------------------------------
@@ -520,9 +539,12 @@ class Store:
                 self._tables[key] = table
             return table
 
+    # -- transactions (also for components with tables of their own) ----------------------
+
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A write transaction on the store's database (for components with own tables).
+        """A write transaction on the store's database; SQLAlchemy errors propagate as
+        they are (use :meth:`write` unless you handle them, e.g. to retry on a conflict).
 
         On SQLite it begins with ``BEGIN IMMEDIATE`` (the execution option
         ``cleanroom_write=True`` on a connection of :attr:`engine` does the same), so
@@ -536,22 +558,26 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read transaction (a consistent snapshot on both databases)."""
+        """A read transaction (a consistent snapshot on both databases); SQLAlchemy errors
+        propagate as they are (use :meth:`read` unless you handle them)."""
         with self._engine.connect() as conn, conn.begin():
             yield conn
 
-    _write = writing
-    _read = reading
+    @contextmanager
+    def write(self, what: str) -> Iterator[Connection]:
+        """:meth:`writing` whose database errors become ``StorageError("<what> failed (…)")``.
+
+        ``what`` names the operation (``"storing the approval"``); the message never
+        carries a value (see :func:`storage_errors`). Any exception rolls back.
+        """
+        with storage_errors(what), self.writing() as conn:
+            yield conn
 
     @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except sa.exc.SQLAlchemyError as error:
-            # SQLAlchemy messages quote statement parameters (cells, plain values): keep
-            # only the driver's error class, never the message.
-            cause = type(getattr(error, "orig", None) or error).__name__
-            raise StorageError(f"{what} failed ({cause})") from None
+    def read(self, what: str) -> Iterator[Connection]:
+        """:meth:`reading` whose database errors become ``StorageError("<what> failed (…)")``."""
+        with storage_errors(what), self.reading() as conn:
+            yield conn
 
 
 def _dataset_table(table_name: str, schema: DatasetSchema) -> sa.Table:
@@ -613,10 +639,6 @@ class _BulkInsert:
         if rows:
             self._conn.exec_driver_sql(self._sql, rows)
         return len(rows)
-
-
-def _bind_processor(column: sa.Column[Any], dialect: sa.Dialect) -> Any:
-    return column.type.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _batch_columns(batch: Mapping[str, Sequence[Any]], names: Sequence[str]) -> list[Sequence[Any]]:
@@ -724,4 +746,6 @@ __all__ = [
     "Store",
     "default_url",
     "open_store",
+    "storage_errors",
+    "utc_now",
 ]

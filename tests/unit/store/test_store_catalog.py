@@ -1,3 +1,4 @@
+import datetime as dt
 import os
 import stat
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from cleanroom.store import (
     DatasetSchema,
     Store,
     open_store,
+    storage_errors,
+    utc_now,
 )
 
 SCHEMA = DatasetSchema.from_json(
@@ -209,3 +212,67 @@ def test_writing_commits_or_rolls_back_and_reading_sees_it(store: Store) -> None
         fail_half_way()
     with store.reading() as conn:
         assert conn.exec_driver_sql("SELECT v FROM side").scalars().all() == [1]
+
+
+def test_write_maps_database_errors_without_their_values(store: Store) -> None:
+    with store.write("making a side table") as conn:
+        conn.exec_driver_sql("CREATE TABLE side (v TEXT PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO side VALUES ('first')")
+    secret = "s3cret-plaintext-value"
+
+    def insert_twice() -> None:
+        with store.write("adding a side row") as conn:
+            conn.execute(sa.text("INSERT INTO side VALUES (:v)"), {"v": secret})
+            conn.execute(sa.text("INSERT INTO side VALUES (:v)"), {"v": secret})
+
+    with pytest.raises(StorageError) as caught:
+        insert_twice()
+    assert str(caught.value) == "adding a side row failed (IntegrityError)"
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    assert secret not in repr(caught.value)
+    with store.read("reading the side table") as conn:  # the failed write rolled back
+        assert conn.exec_driver_sql("SELECT v FROM side").scalars().all() == ["first"]
+
+    def read_absent() -> None:
+        with store.read("reading a missing table") as conn:
+            conn.exec_driver_sql("SELECT * FROM absent")
+
+    with pytest.raises(
+        StorageError, match=r"^reading a missing table failed \(OperationalError\)$"
+    ):
+        read_absent()
+
+
+def test_write_lets_other_errors_through_and_rolls_back(store: Store) -> None:
+    with store.write("making a side table") as conn:
+        conn.exec_driver_sql("CREATE TABLE side (v INTEGER)")
+
+    def refuse_half_way() -> None:
+        with store.write("adding a side row") as conn:
+            conn.exec_driver_sql("INSERT INTO side VALUES (1)")
+            raise StorageError("refused by the caller")
+
+    with pytest.raises(StorageError, match="refused by the caller"):
+        refuse_half_way()
+    with store.read("counting") as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM side").scalar() == 0
+
+
+def test_storage_errors_guards_any_block() -> None:
+    def fail(error: Exception) -> None:
+        with storage_errors("probing"):
+            raise error
+
+    with pytest.raises(StorageError, match=r"^probing failed \(ArgumentError\)$") as caught:
+        fail(sa.exc.ArgumentError("value 'secret' is bad"))
+    assert "secret" not in str(caught.value)
+    with pytest.raises(KeyError):
+        fail(KeyError("not a database error"))
+
+
+def test_utc_now_is_aware_utc() -> None:
+    before = dt.datetime.now(dt.UTC)
+    now = utc_now()
+    assert now.tzinfo is dt.UTC
+    assert before <= now <= dt.datetime.now(dt.UTC)
