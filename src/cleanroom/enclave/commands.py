@@ -84,6 +84,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", action="append", default=[], metavar="PARTY=URL")
     parser.add_argument("--verifier-url", default=None)
     parser.add_argument("--batch-rows", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--then-serve", action="store_true")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -97,6 +98,8 @@ def _train(platform: Platform, args: Any) -> int:
         serve = scoring_server() if args.then_serve else None
         if args.batch_rows is not None and args.batch_rows < 1:
             raise ConfigurationError("--batch-rows must be at least 1")
+        if args.workers is not None and args.workers < 1:
+            raise ConfigurationError("--workers must be at least 1")
         store = open_store(args.store, create=False)
         try:
             # Refuse a contract that is not in force before loading the ML stack.
@@ -112,6 +115,7 @@ def _train(platform: Platform, args: Any) -> int:
                 brokers=parse_brokers(args.broker),
                 verifier_url=args.verifier_url,
                 batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
+                workers=args.workers,
                 progress=progress,
             )
             if serve is not None:

@@ -27,7 +27,6 @@ values. The contract's hyperparameters are read by :func:`contract_hyperparamete
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -35,7 +34,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +68,13 @@ from cleanroom.ml.metrics import DEFAULT_TOP_K
 from cleanroom.store import DatasetInfo, DatasetSchema, Store, medical_record_schema
 from cleanroom.tee import Platform
 
-from .data import DEFAULT_BATCH_ROWS, DatasetDigest, check_schema, read_party_frame
+from .data import (
+    DEFAULT_BATCH_ROWS,
+    DatasetDigest,
+    check_schema,
+    default_workers,
+    read_parties,
+)
 from .receipt import body_hash, reported_config_id, sign_receipt
 from .sealing import seal_output
 
@@ -223,16 +228,6 @@ def _write(directory: Path, name: str, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@contextlib.contextmanager
-def _zeroing(keys: dict[str, ColumnEncryptionKey]) -> Iterator[dict[str, ColumnEncryptionKey]]:
-    try:
-        yield keys
-    finally:
-        for key in keys.values():
-            key.zero()
-        keys.clear()
-
-
 def contract_hyperparameters(
     algorithm: str, given: Mapping[str, Any]
 ) -> tuple[dict[str, Any], str, int]:
@@ -292,6 +287,7 @@ def run_job(
     verifier_url: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     threads: int | None = 1,
+    workers: int | None = None,
     progress: Progress | None = None,
     http_timeout: float = 30.0,
 ) -> TrainedJob:
@@ -299,7 +295,8 @@ def run_job(
 
     ``brokers`` overrides a party's ``broker_url`` from the contract (same protocol and
     policy; e.g. when the operator maps ports). ``verifier_url``: attest to the brokers
-    with EAR tokens from that verifier instead of raw evidence.
+    with EAR tokens from that verifier instead of raw evidence. ``workers``: processes
+    that decrypt parties in parallel (default: one per party, at most one per CPU).
 
     Raises :class:`~cleanroom.errors.ConsentMissing` / :class:`ContractError` (not in
     force), :class:`PolicyViolation` / :class:`BrokerError` (a broker refused),
@@ -460,27 +457,30 @@ def run_job(
     columns = [*spec.feature_columns, spec.label]
     frames: dict[str, list[pd.DataFrame]] = {}
     digests: dict[str, list[tuple[str, DatasetDigest]]] = {}
+    readers = default_workers(len(keys)) if workers is None else workers
+    say("reading", parties=list(keys), workers=readers)
     try:
-        for party in list(keys):
-            with _zeroing(keys.pop(party)) as party_keys:
-                for owner, info, _ in infos:
-                    if owner != party:
-                        continue
-                    frame, digest = read_party_frame(
-                        store, info, ceks=party_keys, columns=columns, batch_rows=batch_rows
-                    )
-                    frames.setdefault(party, []).append(frame)
-                    digests.setdefault(party, []).append((info.name, digest))
-                    ledger.append(
-                        "job.rows",
-                        {
-                            "party": party,
-                            "table": info.name,
-                            "rows": digest.rows,
-                            "ciphertext_sha256": digest.sha256,
-                        },
-                    )
-                    say("rows", party=party, table=info.name, rows=digest.rows)
+        for read in read_parties(
+            store,
+            [(party, info) for party, info, _ in infos],
+            keys,
+            columns=columns,
+            batch_rows=batch_rows,
+            workers=readers,
+        ):
+            frames[read.party] = read.frames
+            for info, digest in read.digests:
+                digests.setdefault(read.party, []).append((info.name, digest))
+                ledger.append(
+                    "job.rows",
+                    {
+                        "party": read.party,
+                        "table": info.name,
+                        "rows": digest.rows,
+                        "ciphertext_sha256": digest.sha256,
+                    },
+                )
+                say("rows", party=read.party, table=info.name, rows=digest.rows)
     finally:
         for party_keys in keys.values():
             for k in party_keys.values():
