@@ -15,120 +15,21 @@ table replaces the "Enclave job" section of docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import uvicorn
-
+from _job_setup import set_up_job, synthetic_sites
 from _report import machine, write_section
-from cleanroom.broker import BrokerSettings, DecisionLog, create_app
-from cleanroom.client import PartyClient
-from cleanroom.contract import Contract, ContractRegistry, SigningKey
-from cleanroom.contract.workdir import generate_party_keys
-from cleanroom.data import generate_sites
-from cleanroom.enclave import run_contract_job
-from cleanroom.keystores import LocalKeyStore
-from cleanroom.store import default_url, open_store
-from cleanroom.tee import SimulatedLauncher
-
-FEATURES = [
-    "age",
-    "sex",
-    "smoker",
-    "chestPain",
-    "bloodPressure",
-    "serumCholestoral",
-    "fastingBloodSugar",
-    "maxHeartRate",
-]
-
-
-def _serve(app: Any) -> tuple[str, uvicorn.Server]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    while not server.started:
-        time.sleep(0.01)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server
 
 
 def run_once(parties: int, records: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-job-"))
-    store_url = default_url(work)
-    store = open_store(store_url)
-    launcher = SimulatedLauncher(allow_simulation=True, workdir=work / "sim")
-    bundle = launcher.prepare_bundle(work / "bundle")
-    names = [f"hospital_{chr(ord('a') + i)}" for i in range(parties)]
-    sites = dict(zip(names, generate_sites(parties, records, seed=0).values(), strict=True))
-    entries, servers = [], []
-    for name in names:
-        key_store = LocalKeyStore(work / "keys" / name)
-        client = PartyClient(store, key_store, party=name)
-        client.create_keys()
-        client.create_dataset()
-        client.import_dataframe(sites[name])
-        files = generate_party_keys(work, name)
-        app = create_app(
-            BrokerSettings(
-                party=name, insecure_simulation=True, simulation_roots=[launcher.root_certificate]
-            ),
-            store=store,
-            contracts=ContractRegistry(store),
-            key_store=key_store,
-            decision_log=DecisionLog(work / "broker" / name / "decisions.jsonl"),
-        )
-        url, server = _serve(app)
-        servers.append(server)
-        entries.append(
-            {
-                "name": name,
-                "signing_key": files.signing_public_key.read_text(),
-                "broker_url": url,
-                "recipient_key": files.recipient_public_key.read_text(),
-            }
-        )
-    contract = Contract.from_mapping(
-        {
-            "id": "bench",
-            "title": "bench",
-            "version": 1,
-            "created": "2026-01-01T00:00:00Z",
-            "expires": "2099-01-01T00:00:00Z",
-            "parties": entries,
-            "datasets": [
-                {"party": n, "table": "MedicalRecords", "schema": "medical_record", "min_rows": 1}
-                for n in names
-            ],
-            "algorithm": {
-                "name": "multinomial_logistic_regression",
-                "features": FEATURES,
-                "label": "risk",
-                "split": {"train_fraction": 0.8, "seed": 0},
-                "metrics": ["micro_accuracy", "macro_accuracy", "log_loss"],
-            },
-            "enclave": {
-                "tee_types": ["simulated"],
-                "allow_simulation": True,
-                "reference_measurements": [bundle.measurement],
-            },
-            "outputs": {"model_recipients": names, "collaboration_report": names},
-        }
-    )
-    registry = ContractRegistry(store)
-    registry.submit(contract)
-    for name in names:
-        registry.sign(
-            contract.hash, name, SigningKey.load(work / "parties" / name / "signing-key.pem")
-        )
+    job = set_up_job(work, synthetic_sites(parties, records))
     first: dict[str, float] = {}
     last: dict[str, float] = {}
     start = time.perf_counter()
@@ -138,20 +39,11 @@ def run_once(parties: int, records: int) -> dict[str, float]:
         first.setdefault(str(event["step"]), now)
         last[str(event["step"])] = now
 
-    run_contract_job(
-        work,
-        store_url,
-        contract.hash,
-        allow_simulation=True,
-        launcher=launcher,
-        bundle=bundle,
-        progress=progress,
-        timeout=3600,
-    )
+    try:
+        job.run(progress, timeout=3600)
+    finally:
+        job.close()
     total = time.perf_counter() - start
-    for server in servers:
-        server.should_exit = True
-    store.close()
     return {
         "start": first["contract"],
         "keys": last["keys-released"] - first["launched"],

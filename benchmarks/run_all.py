@@ -1,6 +1,10 @@
 """Run every benchmark in this directory (``make bench``); each rewrites its own section
 of docs/BENCHMARKS.md. Pass names to run a subset: ``python benchmarks/run_all.py cells``.
 
+Names: cells, demo, import, job, models (model and featurization variants, training only),
+score, sql, train (the enclave training job against plaintext training, 4 × 25k to 4 × 400k:
+the longest; ``bench_train.py --enclave-only --scales 1000000`` is run by hand).
+
 PostgreSQL halves use ``CLEANROOM_TEST_POSTGRES_URL`` (default: the local server).
 """
 
