@@ -11,7 +11,7 @@ import typer
 from cleanroom.cli import app
 from cleanroom.contract import VerifyingKey
 from cleanroom.contract.keys import load_json_file
-from cleanroom.errors import ConfigurationError, ContractError, LedgerError
+from cleanroom.errors import ConfigurationError, ContractError
 from cleanroom.ledger import LedgerHead, ledger_ids, read_entries, read_jsonl, verify_ledger
 from cleanroom.ledger.entries import to_jsonl
 from cleanroom.store import Store, default_url, open_store
@@ -101,8 +101,6 @@ def verify(
         assert ledger_id is not None
         with _store(workdir, store) as opened:
             entries = read_entries(opened, ledger_id)
-        if not entries:
-            raise LedgerError(f"no ledger {ledger_id!r} in the store")
     signed_head = LedgerHead.from_json(load_json_file(head)) if head is not None else None
     verified = verify_ledger(entries, key, head=signed_head)
     for warning in verified.warnings():
@@ -126,9 +124,7 @@ def export(
     Example: cleanroom ledger export --ledger-id job-1 --out ledger.jsonl
     """
     with _store(workdir, store) as opened:
-        entries = read_entries(opened, ledger_id)
-    if not entries:
-        raise LedgerError(f"no ledger {ledger_id!r} in the store")
+        entries = read_entries(opened, ledger_id)  # LedgerError if there is no such ledger
     out.write_text(to_jsonl(entries), encoding="utf-8")
     typer.echo(f"wrote {len(entries)} entries to {out}")
 

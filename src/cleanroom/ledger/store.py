@@ -1,6 +1,8 @@
 """The ledger kept in the store: append-only, one table, many ledgers side by side.
 
-Table ``ledger_entries`` (own :data:`metadata`, created by :func:`create_all`):
+Table ``ledger_entries`` (own :data:`metadata`; :meth:`Ledger.create` creates it in the
+transaction that writes the genesis entry, or :func:`create_all` ahead of time; reads
+never create it):
 ``(ledger_id, seq)`` primary key, ``time``, ``kind``, ``payload`` (RFC 8785 text),
 ``prev_hash``, ``entry_hash``, ``signature``. This API never updates or deletes a row;
 the operator could, and :func:`~cleanroom.ledger.verify_ledger` (with a signed head for
@@ -95,7 +97,6 @@ class Ledger:
         genesis: Mapping[str, Any] | None = None,
     ) -> Ledger:
         """Start a new ledger; ``genesis`` adds facts to entry 0 (e.g. the contract hash)."""
-        create_all(store)
         lid = ledger_id or uuid.uuid4().hex
         _check_id(lid)
         extra = dict(genesis or {})
@@ -111,6 +112,7 @@ class Ledger:
         }
         ledger = cls(store, lid, signing_key, _token=_BUILD)
         with store.write("starting the ledger") as conn:
+            metadata.create_all(conn)  # the one place that creates the table
             if ledger._last(conn) is not None:
                 raise LedgerError(f"ledger {lid!r} already exists")
             ledger._insert(conn, 0, GENESIS_KIND, payload, ZERO_HASH, utc_now())
@@ -118,11 +120,9 @@ class Ledger:
 
     @classmethod
     def open(cls, store: Store, ledger_id: str, signing_key: SigningKey) -> Ledger:
-        """Continue an existing ledger; refuses a key other than the one in its genesis."""
-        create_all(store)
+        """Continue an existing ledger; refuses a key other than the one in its genesis
+        (:class:`LedgerError` names a ledger that is not in the store)."""
         first = read_entries(store, ledger_id, limit=1)
-        if not first:
-            raise LedgerError(f"no ledger {ledger_id!r} in the store")
         if genesis_key(first[0]) != signing_key.public_key:
             raise LedgerError(f"ledger {ledger_id!r} is signed by another key")
         return cls(store, ledger_id, signing_key, _token=_BUILD)
@@ -234,8 +234,8 @@ class Ledger:
 
 
 def read_entries(store: Store, ledger_id: str, *, limit: int | None = None) -> list[LedgerEntry]:
-    """A ledger's stored entries in ``seq`` order, without verifying them."""
-    create_all(store)
+    """A ledger's stored entries in ``seq`` order (at most ``limit``), without verifying
+    them. A pure read; :class:`LedgerError` if the store holds no ledger ``ledger_id``."""
     query = (
         sa.select(
             ledger_entries.c.seq,
@@ -251,7 +251,9 @@ def read_entries(store: Store, ledger_id: str, *, limit: int | None = None) -> l
     if limit is not None:
         query = query.limit(limit)
     with store.read("reading the ledger") as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(query).all() if _has_table(conn) else []
+    if not rows:
+        raise LedgerError(f"no ledger {ledger_id!r} in the store")
     entries = []
     for seq, time, kind, payload, prev_hash, signature in rows:
         try:
@@ -263,11 +265,17 @@ def read_entries(store: Store, ledger_id: str, *, limit: int | None = None) -> l
 
 
 def ledger_ids(store: Store) -> list[str]:
-    """The ids of every ledger in the store."""
-    create_all(store)
+    """The ids of every ledger in the store (none before the first :meth:`Ledger.create`)."""
     query = sa.select(ledger_entries.c.ledger_id).where(ledger_entries.c.seq == 0)
     with store.read("listing ledgers") as conn:
+        if not _has_table(conn):
+            return []
         return sorted(str(row[0]) for row in conn.execute(query))
+
+
+def _has_table(conn: Connection) -> bool:
+    # A catalog query inside the read transaction: the read stays a read (no CREATE).
+    return sa.inspect(conn).has_table(ledger_entries.name)
 
 
 def _check_id(ledger_id: str) -> None:

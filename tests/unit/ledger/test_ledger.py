@@ -8,6 +8,8 @@ import io
 import itertools
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from cleanroom.ledger import (
     LedgerEntry,
     LedgerHead,
     ledger_ids,
+    read_entries,
     read_jsonl,
     to_jsonl,
     verify_ledger,
@@ -296,3 +299,50 @@ def test_tables_live_beside_the_catalog(store: Store, enclave_key: SigningKey) -
     names = set(sa.inspect(store.engine).get_table_names())
     assert "ledger_entries" in names
     assert "column_master_keys" in names
+
+
+@contextmanager
+def _write_transactions(store: Store) -> Iterator[list[object]]:
+    """Collects every write transaction begun on the store's engine while the block runs."""
+    writes: list[object] = []
+
+    def on_begin(conn: sa.Connection) -> None:
+        if conn.get_execution_options().get("cleanroom_write"):
+            writes.append(conn)
+
+    sa.event.listen(store.engine, "begin", on_begin)
+    try:
+        yield writes
+    finally:
+        sa.event.remove(store.engine, "begin", on_begin)
+
+
+def test_reads_are_pure_reads(store: Store, enclave_key: SigningKey) -> None:
+    ledger = _filled(store, enclave_key)
+    with _write_transactions(store) as writes:
+        assert len(read_entries(store, "job-1")) == 6
+        assert ledger.entries() == read_entries(store, "job-1")
+        assert len(read_entries(store, "job-1", limit=1)) == 1
+        assert ledger_ids(store) == ["job-1"]
+        reopened = Ledger.open(store, "job-1", enclave_key)
+        assert reopened.verify().count == 6
+        reopened.head()
+    assert writes == []
+    with _write_transactions(store) as writes:
+        reopened.append("job.trained", {"rows": {"alpha": 100}})
+    assert len(writes) == 1
+
+
+def test_a_ledger_that_does_not_exist_is_named(store: Store, enclave_key: SigningKey) -> None:
+    # Before any ledger: looking creates nothing and says what is missing.
+    with _write_transactions(store) as writes:
+        assert ledger_ids(store) == []
+        with pytest.raises(LedgerError, match=r"^no ledger 'nope' in the store$"):
+            read_entries(store, "nope")
+        with pytest.raises(LedgerError, match=r"^no ledger 'nope' in the store$"):
+            Ledger.open(store, "nope", enclave_key)
+    assert writes == []
+    assert "ledger_entries" not in sa.inspect(store.engine).get_table_names()
+    _filled(store, enclave_key)
+    with pytest.raises(LedgerError, match=r"^no ledger 'nope' in the store$"):
+        read_entries(store, "nope")
