@@ -9,6 +9,8 @@ Typical use::
     blob = wrap_cek(cek, key_store, key_path)              # what the store keeps
     cipher = CellCipher(cek, EncryptionType.RANDOMIZED)
     cells = cipher.encrypt_many(normalize_many(ages, "tinyint"))
+    with CellWorkers(cipher) as workers:                   # large batches, every core
+        cells = workers.encrypt_many(normalize_many(ages, "tinyint"))
 """
 
 from cleanroom.crypto.cells import CellCipher, EncryptionType
@@ -21,6 +23,7 @@ from cleanroom.crypto.normalize import (
     normalize,
     normalize_many,
 )
+from cleanroom.crypto.parallel import CellWorkers
 from cleanroom.crypto.sqltypes import SqlType
 from cleanroom.crypto.wrapping import (
     KEY_ENCRYPTION_ALGORITHM,
@@ -42,6 +45,7 @@ __all__ = [
     "KEY_ENCRYPTION_ALGORITHM",
     "NORMALIZATION_RULE_VERSION",
     "CellCipher",
+    "CellWorkers",
     "ColumnEncryptionKey",
     "EncryptionType",
     "ParsedWrappedCek",
