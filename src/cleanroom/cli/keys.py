@@ -55,9 +55,11 @@ def create(
     """
     from cleanroom.client import Workspace
 
-    workspace = Workspace(workdir=workdir, store_url=store)
-    client = workspace.client(party, create_key_store=True)
-    created = client.create_keys(allow_enclave_computations=enclave)
+    with (
+        Workspace(workdir=workdir, store_url=store) as workspace,
+        workspace.client(party, create_key_store=True) as client,
+    ):
+        created = client.create_keys(allow_enclave_computations=enclave)
     kind = "enclave-enabled" if enclave else "not enclave-enabled"
     typer.echo(
         f"party {party}: column master key {created.column_master_key} "

@@ -403,6 +403,26 @@ class PartyClient:
                 rows[index][spec.name] = value
         return rows
 
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Zero and forget every column encryption key this client unwrapped (idempotent).
+
+        Keys it returned from :meth:`column_encryption_key` are zeroed too. The store and
+        the key store were passed in and stay open (their owner closes them); the client
+        stays usable and unwraps a key again when it next needs one.
+        """
+        with self._lock:
+            unwrapped, self._ceks = list(self._ceks.values()), {}
+        for cek in unwrapped:
+            cek.zero()
+
+    def __enter__(self) -> PartyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _encrypt_column(cipher: CellCipher, values: list[bytes | None]) -> list[bytes | None]:
     present = [i for i, v in enumerate(values) if v is not None]

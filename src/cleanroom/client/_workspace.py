@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cleanroom.client._client import PartyClient
@@ -22,10 +23,19 @@ class Workspace:
 
     In a real deployment each party keeps its key directory on its own machine (or uses
     an HSM); one work directory holding several parties' keys is for development.
+
+    Its clients share one :attr:`store`, opened on first use; :meth:`close` (or leaving a
+    ``with`` block) closes it.
     """
 
     workdir: Path = DEFAULT_WORKDIR
     store_url: str | None = None
+    # The shared store, once opened: a one-slot list, because the workspace itself is a
+    # frozen value (equal and hashable by its two settings) and this is not a setting.
+    _opened: list[Store] = field(default_factory=list, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def url(self) -> str:
@@ -36,12 +46,34 @@ class Workspace:
         """Where ``party``'s local column master keys live."""
         return self.workdir / "keys" / check_identifier(party, "a party name")
 
+    @property
+    def store(self) -> Store:
+        """The store this workspace's clients share: opened (see :meth:`open_store`) on
+        first use, closed by :meth:`close`."""
+        with self._lock:
+            if not self._opened:
+                self._opened.append(self.open_store())
+            return self._opened[0]
+
     def open_store(self) -> Store:
-        """Open (creating the catalog if needed) the store; creates the work directory for
-        the default SQLite store."""
+        """Open a new store that the caller closes (creating the catalog if needed);
+        creates the work directory for the default SQLite store."""
         if self.store_url is None:
             self._make_workdir()
         return open_store(self.url)
+
+    def close(self) -> None:
+        """Close the shared :attr:`store` (if opened); a later client opens a new one."""
+        with self._lock:
+            opened, self._opened[:] = list(self._opened), []
+        for store in opened:
+            store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def key_store(self, party: str, *, create: bool = False) -> LocalKeyStore:
         """``party``'s local key store; without ``create`` it must already exist."""
@@ -56,9 +88,10 @@ class Workspace:
         return LocalKeyStore(directory)
 
     def client(self, party: str, *, create_key_store: bool = False) -> PartyClient:
-        """A :class:`PartyClient` for ``party`` on this workspace's store and key store."""
+        """A :class:`PartyClient` for ``party`` on the shared :attr:`store` and the party's
+        key store (close the client to zero the keys it unwrapped)."""
         key_store = self.key_store(party, create=create_key_store)
-        return PartyClient(self.open_store(), key_store, party=party)
+        return PartyClient(self.store, key_store, party=party)
 
     def _make_workdir(self) -> None:
         try:

@@ -220,3 +220,24 @@ def test_cmk_rotation_keeps_the_cek_and_both_cmks_unwrap(
     fresh = PartyClient(store, LocalKeyStore(tmp_path / "keys" / "a"), party="hospital_a")
     assert fresh.read("Visits")[0]["ssn"] == "x"
     assert new.key_path == "cmk_hospital_a_2026"
+
+
+def test_close_zeroes_the_unwrapped_keys_and_the_client_unwraps_again(
+    store: Store, client: PartyClient, tmp_path: Path
+) -> None:
+    cek = client.column_encryption_key(client.default_cek_name)
+    with client as same:
+        assert same is client
+    assert cek.zeroed
+    # The store and the key store were passed in: they stay open and the client works on.
+    client.import_records(
+        [{"risk": 1, "ssn": "x", "seen": None, "fee": None, "ward": 1}], dataset="Visits"
+    )
+    assert client.read("Visits")[0]["ssn"] == "x"
+    again = client.column_encryption_key(client.default_cek_name)
+    assert not again.zeroed
+    fresh = PartyClient(store, LocalKeyStore(tmp_path / "keys" / "a"), party="hospital_a")
+    assert fresh.column_encryption_key(fresh.default_cek_name) == again
+    client.close()
+    client.close()  # idempotent
+    assert again.zeroed
