@@ -109,15 +109,35 @@ def _encode_other(value: Any) -> bytes:
 def iter_stored_rows(
     store: Store, info: DatasetInfo, *, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> Iterator[Sequence[tuple[Any, ...]]]:
-    """Batches of stored rows (cells stay cells), schema columns in order, ``row_id`` order."""
+    """Batches of stored rows (cells stay cells), schema columns in order, ``row_id`` order.
+
+    Rows come straight from the driver's cursor (a server-side cursor on PostgreSQL), in
+    batches of ``batch_rows``: no per-row SQLAlchemy processing, no whole result in memory.
+    """
     names = info.schema.column_names
     table = sa.table(info.table_name, sa.column(ROW_ID), *[sa.column(n) for n in names])
     query = sa.select(*[table.c[n] for n in names]).order_by(table.c[ROW_ID])
     try:
         with store.reading() as conn:
-            result = conn.execution_options(yield_per=batch_rows).execute(query)
-            for part in result.partitions():
-                yield [tuple(row) for row in part]
+            driver_errors = conn.dialect.loaded_dbapi.Error
+            sql = str(query.compile(dialect=conn.dialect))
+            connection = conn.connection.dbapi_connection
+            assert connection is not None
+            try:
+                if conn.dialect.name == "postgresql":
+                    cursor = connection.cursor(name=f"cleanroom_rows_{os.getpid()}")
+                else:
+                    cursor = connection.cursor()
+                try:
+                    cursor.execute(sql)
+                    while batch := cursor.fetchmany(batch_rows):
+                        yield batch
+                finally:
+                    cursor.close()
+            except driver_errors as error:
+                raise StorageError(
+                    f"reading dataset {info.name!r} failed ({type(error).__name__})"
+                ) from None
     except sa.exc.SQLAlchemyError as error:
         cause = type(getattr(error, "orig", None) or error).__name__
         raise StorageError(f"reading dataset {info.name!r} failed ({cause})") from None

@@ -54,7 +54,6 @@ from cleanroom.ml import (
     MulticlassMetrics,
     TrainedModel,
     collaboration_report,
-    evaluate,
     export_onnx,
     medical_record_spec,
     onnx_matches,
@@ -509,9 +508,9 @@ def run_job(
     say("training", algorithm=contract.algorithm.name, rows=sum(len(t) for t, _ in splits.values()))
     pooled = train(pool({p: tr for p, (tr, _) in splits.items()}), **settings)
     all_test = pool({p: te for p, (_, te) in splits.items()})
-    metrics = evaluate(pooled, all_test, top_k=top_k)
-    say("evaluating", micro_accuracy=metrics.micro_accuracy)
+    say("evaluating", parties=len(splits))
     report = collaboration_report(splits, pooled=pooled, top_k=top_k, **settings)
+    metrics = report.pooled_on_all
     onnx = export_onnx(pooled)
     matches = onnx_matches(pooled, onnx, all_test)
     if not matches:
@@ -554,16 +553,12 @@ def run_job(
     for party in contract.outputs.model_recipients:
         seal("model", party, onnx, "application/onnx")
     for grant in contract.outputs.metrics:
-        own = splits.get(grant.party)
+        on_own = report.party(grant.party).pooled_on_own if grant.party in splits else None
         document = {
             "contract_hash": contract.hash,
             "model_id": model_id,
             "pooled_on_all": _metrics_view(metrics, grant.metrics),
-            "pooled_on_own": (
-                None
-                if own is None
-                else _metrics_view(evaluate(pooled, own[1], top_k=top_k), grant.metrics)
-            ),
+            "pooled_on_own": None if on_own is None else _metrics_view(on_own, grant.metrics),
         }
         seal(
             "metrics",

@@ -23,11 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from cleanroom.errors import ConfigurationError, TrainingError
-from cleanroom.ml.features import FeatureSpec
-from cleanroom.ml.metrics import DEFAULT_TOP_K, MulticlassMetrics, evaluate
+from cleanroom.ml.features import FeatureSpec, label_indices
+from cleanroom.ml.metrics import DEFAULT_TOP_K, MulticlassMetrics, multiclass_metrics
 from cleanroom.ml.models import TrainedModel, train
 
 
@@ -168,27 +170,34 @@ def collaboration_report(
             raise TrainingError(f"party {party!r} has no test rows")
     if pooled is None:
         pooled = train(pool({p: tr for p, (tr, _) in splits.items()}), **settings)
-    all_test = pool({p: te for p, (_, te) in splits.items()})
+    # Each model scores each party's test rows once; "all test rows" is their union.
+    labels = {p: label_indices(te, spec) for p, (_, te) in splits.items()}
+    all_labels = np.concatenate(list(labels.values()))
 
+    def scored(model: TrainedModel) -> dict[str, npt.NDArray[np.float64]]:
+        return {p: model.predict_proba(te) for p, (_, te) in splits.items()}
+
+    def metrics(y: npt.NDArray[np.int64], proba: npt.NDArray[np.float64]) -> MulticlassMetrics:
+        return multiclass_metrics(y, proba, classes=spec.classes, top_k=top_k)
+
+    pooled_scores = scored(pooled)
     outcomes: list[PartyOutcome] = []
     for party, (train_rows, test_rows) in splits.items():
         try:
             alone = train(train_rows, **settings)
         except TrainingError as exc:
             raise TrainingError(f"party {party!r}: {exc}") from None
-        by_party = {
-            other: evaluate(alone, other_test, top_k=top_k).micro_accuracy
-            for other, (_, other_test) in splits.items()
-        }
+        scores = scored(alone)
+        by_party = {other: metrics(labels[other], scores[other]) for other in splits}
         outcomes.append(
             PartyOutcome(
                 party=party,
                 train_rows=len(train_rows),
                 test_rows=len(test_rows),
-                alone_on_own=evaluate(alone, test_rows, top_k=top_k),
-                alone_on_all=evaluate(alone, all_test, top_k=top_k),
-                alone_accuracy_by_party=by_party,
-                pooled_on_own=evaluate(pooled, test_rows, top_k=top_k),
+                alone_on_own=by_party[party],
+                alone_on_all=metrics(all_labels, np.concatenate(list(scores.values()))),
+                alone_accuracy_by_party={o: m.micro_accuracy for o, m in by_party.items()},
+                pooled_on_own=metrics(labels[party], pooled_scores[party]),
             )
         )
     return CollaborationReport(
@@ -197,7 +206,7 @@ def collaboration_report(
         hyperparameters=pooled.hyperparameters,
         seed=seed,
         parties=tuple(outcomes),
-        pooled_on_all=evaluate(pooled, all_test, top_k=top_k),
+        pooled_on_all=metrics(all_labels, np.concatenate(list(pooled_scores.values()))),
     )
 
 

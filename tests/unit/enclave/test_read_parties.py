@@ -69,9 +69,7 @@ def test_forked_readers_give_what_one_process_gives(
     store, clients = loaded
     serial = list(read_parties(store, _datasets(clients), _keys(clients), columns=COLUMNS))
     keys = _keys(clients)
-    parallel = list(
-        read_parties(store, _datasets(clients), keys, columns=COLUMNS, workers=workers)
-    )
+    parallel = list(read_parties(store, _datasets(clients), keys, columns=COLUMNS, workers=workers))
     assert [r.party for r in parallel] == [r.party for r in serial] == list(PARTIES)
     for one, other in zip(serial, parallel, strict=True):
         assert [d for _, d in one.digests] == [d for _, d in other.digests]
@@ -98,7 +96,8 @@ def test_a_wrong_key_in_a_forked_reader_names_the_party(
     store, clients = loaded
     keys = _keys(clients)
     keys["hospital_b"] = {"CEK_hospital_b": ColumnEncryptionKey.generate()}
-    with pytest.raises(TrainingError, match=r"party 'hospital_b': column '\w+': .*does not decrypt"):
+    refused = r"party 'hospital_b': column '\w+': .*does not decrypt"
+    with pytest.raises(TrainingError, match=refused):
         list(read_parties(store, _datasets(clients), keys, columns=COLUMNS, workers=2))
     assert all(k.zeroed for party_keys in keys.values() for k in party_keys.values())
     assert multiprocessing.active_children() == []
