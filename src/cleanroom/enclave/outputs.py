@@ -33,7 +33,7 @@ from cleanroom.tee import Bundle, EnclaveProcess, SimulatedLauncher
 
 from .commands import JOB_EVENT
 from .job import OutputFile
-from .sealing import RecipientKey, load_recipient_private_key, open_sealed, read_envelope
+from .sealing import SEALED_FORMAT, RecipientKey, load_recipient_private_key, open_sealed
 
 #: ``progress(event)`` — every ``job`` event of the enclave, as a dict (``step`` and fields).
 EventCallback = Callable[[dict[str, Any]], None]
@@ -97,13 +97,21 @@ class JobOutcome:
             if not isinstance(recipient_key, str | Path)
             else load_recipient_private_key(recipient_key)
         )
-        path = self.output(kind, party)
-        _check_file(path, self.receipt)
-        return json.loads(open_sealed(read_envelope(path), key))
+        envelope = _read_listed(self.output(kind, party), self.receipt)
+        return json.loads(open_sealed(envelope, key))
 
 
-def _check_file(path: Path, receipt: Mapping[str, Any]) -> None:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+def _read_listed(path: Path, receipt: Mapping[str, Any]) -> dict[str, Any]:
+    """The sealed envelope in ``path``, if its bytes are the ones ``receipt`` lists.
+
+    The file is read once: the bytes hashed are the bytes parsed, so a file swapped
+    after the check is never the one opened.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read {str(path)!r} ({error.strerror})") from None
+    digest = hashlib.sha256(data).hexdigest()
     listed = [
         o.get("sha256")
         for o in receipt.get("body", {}).get("outputs", [])
@@ -111,6 +119,14 @@ def _check_file(path: Path, receipt: Mapping[str, Any]) -> None:
     ]
     if not listed or not hmac.compare_digest(str(listed[0]), digest):
         raise errors.SignatureInvalid(f"{path.name} is not the file the receipt lists")
+    # As sealing.read_envelope, but over the bytes already checked.
+    try:
+        envelope = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        envelope = None
+    if not isinstance(envelope, dict) or envelope.get("format") != SEALED_FORMAT:
+        raise ConfigurationError(f"{str(path)!r} is not a sealed output file")
+    return envelope
 
 
 @dataclass(frozen=True)
@@ -136,8 +152,7 @@ def open_model(
         if not isinstance(recipient_key, str | Path)
         else load_recipient_private_key(recipient_key)
     )
-    _check_file(file, receipt)
-    envelope = read_envelope(file)
+    envelope = _read_listed(file, receipt)
     if envelope.get("kind") != "model":
         raise ConfigurationError(f"{file.name} is not a sealed model")
     onnx = open_sealed(envelope, key)
