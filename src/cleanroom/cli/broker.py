@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 from pathlib import Path
@@ -11,6 +10,17 @@ from typing import Annotated, Any
 import typer
 
 from cleanroom.cli import app
+from cleanroom.cli._options import (
+    DEFAULT_WORKDIR,
+    HostOption,
+    SimulationRootOption,
+    TlsCertOption,
+    TlsKeyOption,
+    check_listener,
+    check_simulation_root,
+    is_loopback,
+    load_simulation_roots,
+)
 from cleanroom.errors import ConfigurationError
 
 broker = typer.Typer(
@@ -20,22 +30,13 @@ broker = typer.Typer(
 app.add_typer(broker, name="broker")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _load_jwks(source: str) -> dict[str, Any]:
     """A JWK set from a file, or fetched once from an https (or loopback http) URL."""
     if source.startswith(("https://", "http://")):
         import httpx
 
         host = httpx.URL(source).host
-        if source.startswith("http://") and not _is_loopback(host):
+        if source.startswith("http://") and not is_loopback(host):
             raise ConfigurationError("--verifier-jwks over plain http only on loopback")
         try:
             reply = httpx.get(source, timeout=30.0)
@@ -63,9 +64,7 @@ def _veto_file(workdir: Path, party: str) -> Path:
 def veto(
     party: Annotated[str, typer.Option(help="The party whose broker refuses the contract.")],
     contract: Annotated[str, typer.Option(help="The contract hash (64 hex digits).")],
-    workdir: Annotated[Path, typer.Option(help="Work directory of the broker.")] = Path(
-        "cleanroom-work"
-    ),
+    workdir: Annotated[Path, typer.Option(help="Work directory of the broker.")] = DEFAULT_WORKDIR,
 ) -> None:
     """Make this party's broker refuse every key release for a contract, from the next request.
 
@@ -87,11 +86,11 @@ def serve(
     party: Annotated[str, typer.Option(help="The party whose keys this broker releases.")],
     workdir: Annotated[
         Path, typer.Option(help="Work directory (store, key store, decision log).")
-    ] = Path("cleanroom-work"),
+    ] = DEFAULT_WORKDIR,
     store: Annotated[
         str | None, typer.Option(help="Store URL (default: the SQLite file in --workdir).")
     ] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8700,
     insecure_simulation: Annotated[
         bool,
@@ -100,10 +99,7 @@ def serve(
             help="INSECURE: release keys to simulated-TEE enclaves (development only).",
         ),
     ] = False,
-    simulation_root: Annotated[
-        Path | None,
-        typer.Option(help="PEM of the simulation root CA (needs --insecure-simulation)."),
-    ] = None,
+    simulation_root: SimulationRootOption = None,
     verifier_jwks: Annotated[
         str | None,
         typer.Option(help="Accept EAR tokens signed by this verifier key set (URL or file)."),
@@ -111,8 +107,8 @@ def serve(
     verifier_issuer: Annotated[
         str, typer.Option(help="'iss' of the trusted verifier's EAR tokens.")
     ] = "cleanroom-verifier",
-    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM).")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Serve /kbs/v0/auth, /kbs/v0/attest and /kbs/v0/resource/<party>/cek/<name>.
 
@@ -124,26 +120,16 @@ def serve(
     --simulation-root sim/simulation-root.pem
     """
     import uvicorn
-    from cryptography import x509
 
     from cleanroom.broker import BrokerSettings, DecisionLog, create_app
     from cleanroom.client import Workspace
     from cleanroom.contract import ContractRegistry
 
-    if simulation_root is not None and not insecure_simulation:
-        raise ConfigurationError("--simulation-root needs --insecure-simulation")
+    check_simulation_root(simulation_root, insecure_simulation)
     if insecure_simulation and simulation_root is None and verifier_jwks is None:
         raise ConfigurationError("--insecure-simulation needs --simulation-root or --verifier-jwks")
-    if (tls_cert is None) != (tls_key is None):
-        raise ConfigurationError("--tls-cert and --tls-key go together")
-    if tls_cert is None and not _is_loopback(host):
-        raise ConfigurationError("without TLS the broker listens on loopback only")
-    roots: list[x509.Certificate] = []
-    if simulation_root is not None:
-        try:
-            roots = x509.load_pem_x509_certificates(simulation_root.read_bytes())
-        except (OSError, ValueError) as error:
-            raise ConfigurationError(f"cannot read {simulation_root}: {error}") from error
+    check_listener("broker", host, tls_cert, tls_key)
+    roots = load_simulation_roots(simulation_root)
     jwks = None if verifier_jwks is None else _load_jwks(verifier_jwks)
     settings = BrokerSettings(
         party=party,

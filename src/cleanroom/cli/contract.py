@@ -9,6 +9,12 @@ from typing import Annotated
 import typer
 
 from cleanroom.cli import app
+from cleanroom.cli._options import (
+    DEFAULT_WORKDIR,
+    StoreOption,
+    open_workdir_store,
+    workdir_option,
+)
 from cleanroom.contract import (
     Approval,
     Contract,
@@ -29,7 +35,6 @@ from cleanroom.contract.workdir import (
     party_dir,
 )
 from cleanroom.errors import ConfigurationError, ConsentMissing, ContractError
-from cleanroom.store import Store, default_url, open_store
 
 contract_app = typer.Typer(
     help="The collaboration contract: every party signs its hash; any party may veto.",
@@ -38,16 +43,7 @@ contract_app = typer.Typer(
 app.add_typer(contract_app, name="contract")
 
 WorkdirOption = Annotated[
-    Path,
-    typer.Option("--workdir", help="Work directory: SQLite store, party key files, contract."),
-]
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Store URL instead of the SQLite file in the work directory, e.g. "
-        "postgresql+psycopg://user@host:5432/db",
-    ),
+    Path, workdir_option("Work directory: SQLite store, party key files, contract.")
 ]
 ContractOption = Annotated[
     Path | None,
@@ -64,15 +60,6 @@ KeyOption = Annotated[
         "--key", help="Private signing key (default: <workdir>/parties/<party>/signing-key.pem)."
     ),
 ]
-DEFAULT_WORKDIR = Path("cleanroom-work")
-
-
-def _store(workdir: Path, url: str | None) -> Store:
-    if url is None:
-        if not workdir.is_dir():
-            raise ConfigurationError(f"the work directory {str(workdir)!r} does not exist")
-        url = default_url(workdir)
-    return open_store(url)
 
 
 def _load_file(workdir: Path, path: Path | None) -> Contract:
@@ -273,7 +260,7 @@ def show(
 
     Example: cleanroom contract show --contract cleanroom-work/contract.json
     """
-    with _store(workdir, store) as opened:
+    with open_workdir_store(workdir, store) as opened:
         registry = ContractRegistry(opened)
         if contract_hash is not None:
             document = registry.contract(contract_hash)
@@ -299,7 +286,7 @@ def submit(
 
     Example: cleanroom contract submit --contract cleanroom-work/contract.json
     """
-    with _store(workdir, store) as opened:
+    with open_workdir_store(workdir, store) as opened:
         typer.echo(ContractRegistry(opened).submit(_load_file(workdir, contract)))
 
 
@@ -316,7 +303,7 @@ def sign(
 
     Example: cleanroom contract sign --party hospital_a --key hospital_a/signing-key.pem
     """
-    with _store(workdir, store) as opened:
+    with open_workdir_store(workdir, store) as opened:
         registry = ContractRegistry(opened)
         h = _resolve(registry, workdir, contract, contract_hash)
         registry.sign(h, party, _key(workdir, party, key))
@@ -365,7 +352,7 @@ def add_signature(
     Example: cleanroom contract add-signature --approval hospital_a.approval.json
     """
     record = Approval.from_json(load_json_file(approval))
-    with _store(workdir, store) as opened:
+    with open_workdir_store(workdir, store) as opened:
         registry = ContractRegistry(opened)
         if not _is_stored(registry, record.contract_hash):
             document = _load_file(workdir, contract)
@@ -397,7 +384,7 @@ def verify(
 
     Example: cleanroom contract verify --hash 3f0c...e1
     """
-    with _store(workdir, store) as opened:
+    with open_workdir_store(workdir, store) as opened:
         registry = ContractRegistry(opened)
         h = _load_file(workdir, contract).hash if contract_hash is None else contract_hash
         status = registry.status(h)
@@ -422,7 +409,7 @@ def revoke(
 
     Example: cleanroom contract revoke --party hospital_b --yes
     """
-    with _store(workdir, store) as opened:
+    with open_workdir_store(workdir, store) as opened:
         registry = ContractRegistry(opened)
         h = _resolve(registry, workdir, contract, contract_hash)
         signing_key = _key(workdir, party, key)

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from cleanroom.cli import app
+from cleanroom.cli._options import DEFAULT_WORKDIR, workdir_option
+from cleanroom.cli._options import StoreOption as StoreOption  # data.py and sql.py use it
 
 keys = typer.Typer(
     help="A party's keys: a column master key in its key store, a column encryption key "
@@ -18,25 +20,14 @@ app.add_typer(keys, name="keys")
 
 PartyOption = Annotated[str, typer.Option("--party", help="The party (data owner) name.")]
 WorkdirOption = Annotated[
-    Path,
-    typer.Option(
-        "--workdir", help="Work directory: SQLite store and local key stores (keys/<party>)."
-    ),
-]
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Store URL instead of the SQLite file in the work directory, e.g. "
-        "postgresql+psycopg://user@host:5432/db",
-    ),
+    Path, workdir_option("Work directory: SQLite store and local key stores (keys/<party>).")
 ]
 
 
 @keys.command("create")
 def create(
     party: PartyOption,
-    workdir: WorkdirOption = Path("cleanroom-work"),
+    workdir: WorkdirOption = DEFAULT_WORKDIR,
     store: StoreOption = None,
     enclave: Annotated[
         bool,

@@ -9,12 +9,17 @@ from typing import Annotated
 import typer
 
 from cleanroom.cli import app
+from cleanroom.cli._options import (
+    DEFAULT_WORKDIR,
+    open_workdir_store,
+    store_option,
+    workdir_option,
+)
 from cleanroom.contract import VerifyingKey
 from cleanroom.contract.keys import load_json_file
 from cleanroom.errors import ConfigurationError, ContractError
 from cleanroom.ledger import LedgerHead, ledger_ids, read_entries, read_jsonl, verify_ledger
 from cleanroom.ledger.entries import to_jsonl
-from cleanroom.store import Store, default_url, open_store
 
 ledger_app = typer.Typer(
     help="The enclave's append-only, hash-chained, signed audit ledger.",
@@ -22,25 +27,11 @@ ledger_app = typer.Typer(
 )
 app.add_typer(ledger_app, name="ledger")
 
-WorkdirOption = Annotated[
-    Path, typer.Option("--workdir", help="Work directory holding the SQLite store.")
-]
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL instead of the SQLite file in the work directory."),
-]
+WorkdirOption = Annotated[Path, workdir_option("Work directory holding the SQLite store.")]
+StoreOption = Annotated[str | None, store_option(example=False)]
 LedgerIdOption = Annotated[
     str | None, typer.Option("--ledger-id", help="Read this ledger from the store.")
 ]
-DEFAULT_WORKDIR = Path("cleanroom-work")
-
-
-def _store(workdir: Path, url: str | None) -> Store:
-    if url is None:
-        if not workdir.is_dir():
-            raise ConfigurationError(f"the work directory {str(workdir)!r} does not exist")
-        url = default_url(workdir)
-    return open_store(url)
 
 
 def _public_key(path: Path) -> VerifyingKey:
@@ -99,7 +90,7 @@ def verify(
         entries = read_jsonl(lines)
     else:
         assert ledger_id is not None
-        with _store(workdir, store) as opened:
+        with open_workdir_store(workdir, store) as opened:
             entries = read_entries(opened, ledger_id)
     signed_head = LedgerHead.from_json(load_json_file(head)) if head is not None else None
     verified = verify_ledger(entries, key, head=signed_head)
@@ -123,7 +114,7 @@ def export(
 
     Example: cleanroom ledger export --ledger-id job-1 --out ledger.jsonl
     """
-    with _store(workdir, store) as opened:
+    with open_workdir_store(workdir, store) as opened:
         entries = read_entries(opened, ledger_id)  # LedgerError if there is no such ledger
     out.write_text(to_jsonl(entries), encoding="utf-8")
     typer.echo(f"wrote {len(entries)} entries to {out}")
@@ -135,7 +126,7 @@ def list_ledgers(workdir: WorkdirOption = DEFAULT_WORKDIR, store: StoreOption = 
 
     Example: cleanroom ledger list --workdir cleanroom-work
     """
-    with _store(workdir, store) as opened:
+    with open_workdir_store(workdir, store) as opened:
         for lid in ledger_ids(opened):
             typer.echo(lid)
 

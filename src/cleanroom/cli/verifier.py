@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cleanroom.cli import app
+from cleanroom.cli._options import (
+    HostOption,
+    SimulationRootOption,
+    TlsCertOption,
+    TlsKeyOption,
+    check_listener,
+    check_simulation_root,
+    load_simulation_roots,
+)
 from cleanroom.errors import ConfigurationError
 
 verifier = typer.Typer(
@@ -18,18 +26,9 @@ verifier = typer.Typer(
 app.add_typer(verifier, name="verifier")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @verifier.command("serve")
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8600,
     issuer: Annotated[str, typer.Option(help="'iss' of the EAR tokens.")] = "cleanroom-verifier",
     tee: Annotated[
@@ -57,12 +56,9 @@ def serve(
             help="Accept SGX/TDX evidence verified without DCAP collateral (no TCB status).",
         ),
     ] = False,
-    simulation_root: Annotated[
-        Path | None,
-        typer.Option(help="PEM of the simulation root CA (needs --insecure-simulation)."),
-    ] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM).")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    simulation_root: SimulationRootOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Serve /challenge, /attest and /.well-known/jwks.json until interrupted.
 
@@ -72,18 +68,13 @@ def serve(
     --simulation-root sim/simulation-root.pem --measurement 5e0c...
     """
     import uvicorn
-    from cryptography import x509
 
     from cleanroom.attestation import AttestationPolicy, VerifierSettings, create_app
 
-    if simulation_root is not None and not insecure_simulation:
-        raise ConfigurationError("--simulation-root needs --insecure-simulation")
+    check_simulation_root(simulation_root, insecure_simulation)
     if insecure_simulation and simulation_root is None:
         raise ConfigurationError("--insecure-simulation needs --simulation-root")
-    if (tls_cert is None) != (tls_key is None):
-        raise ConfigurationError("--tls-cert and --tls-key go together")
-    if tls_cert is None and not _is_loopback(host):
-        raise ConfigurationError("without TLS the verifier listens on loopback only")
+    check_listener("verifier", host, tls_cert, tls_key)
     policy = AttestationPolicy(
         allowed_tees=frozenset(tee or ()),
         allowed_measurements=frozenset(measurement or ()),
@@ -93,12 +84,7 @@ def serve(
         allow_debug=allow_debug,
         allow_unknown_tcb=allow_unknown_tcb,
     )
-    roots: list[x509.Certificate] = []
-    if simulation_root is not None:
-        try:
-            roots = x509.load_pem_x509_certificates(simulation_root.read_bytes())
-        except (OSError, ValueError) as error:
-            raise ConfigurationError(f"cannot read {simulation_root}: {error}") from error
+    roots = load_simulation_roots(simulation_root)
     settings = VerifierSettings(issuer=issuer, policy=policy, trusted_roots=roots)
     if insecure_simulation:
         typer.secho(
