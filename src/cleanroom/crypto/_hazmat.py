@@ -126,24 +126,39 @@ def encrypt_cells(keys: DerivedKeys, values: Sequence[bytes], ivs: IvSource) -> 
     for length, indices in _groups_by_length(values):
         for start in range(0, len(indices), CHUNK):
             chunk = indices[start : start + CHUNK]
-            batch = [values[i] for i in chunk]
+            batch = _take(values, chunk)
             if explicit is not None:
-                iv_bytes = b"".join(explicit[i] for i in chunk)
+                iv_bytes = b"".join(_take(explicit, chunk))
             else:
                 iv_bytes = _ivs_for(keys, batch, ivs)
             cells = _encrypt_equal_length(encryptor, copy_mac, batch, length, iv_bytes)
-            for index, cell in zip(chunk, cells, strict=True):
-                out[index] = cell
+            _put(out, chunk, cells)
     return out
 
 
-def _groups_by_length(values: Sequence[bytes]) -> list[tuple[int, list[int]]]:
-    """Indices of ``values`` grouped by exact length (one group in the common case)."""
+def _take(values: Sequence[bytes], chunk: range | list[int]) -> list[bytes]:
+    """``values[i] for i in chunk`` — a plain slice when ``chunk`` is a range."""
+    if isinstance(chunk, range):
+        return list(values[chunk.start : chunk.stop])
+    return [values[i] for i in chunk]
+
+
+def _put(out: list[bytes], chunk: range | list[int], items: list[bytes]) -> None:
+    """``out[i] = item`` for ``chunk`` and ``items`` — a slice assignment for a range."""
+    if isinstance(chunk, range):
+        out[chunk.start : chunk.stop] = items
+        return
+    for index, item in zip(chunk, items, strict=True):
+        out[index] = item
+
+
+def _groups_by_length(values: Sequence[bytes]) -> list[tuple[int, range | list[int]]]:
+    """Indices of ``values`` grouped by exact length (one group, a range, in the common case)."""
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
     if len(lengths) == 0:
         return []
     if bool(np.all(lengths == lengths[0])):
-        return [(int(lengths[0]), list(range(len(values))))]
+        return [(int(lengths[0]), range(len(values)))]
     order = np.argsort(lengths, kind="stable")
     sorted_lengths = lengths[order]
     starts = np.flatnonzero(np.diff(sorted_lengths)) + 1
@@ -212,11 +227,10 @@ def decrypt_cells(keys: DerivedKeys, cells: Sequence[bytes]) -> list[bytes] | No
     for length, indices in _groups_by_length(cells):
         for start in range(0, len(indices), CHUNK):
             chunk = indices[start : start + CHUNK]
-            plain = _decrypt_equal_length(decryptor, copy_mac, [cells[i] for i in chunk], length)
+            plain = _decrypt_equal_length(decryptor, copy_mac, _take(cells, chunk), length)
             if plain is None:
                 return None
-            for index, value in zip(chunk, plain, strict=True):
-                out[index] = value
+            _put(out, chunk, plain)
     return out
 
 

@@ -37,6 +37,11 @@ class EncryptionType(enum.IntEnum):
             ) from None
 
 
+def _all_bytes(items: Sequence[object]) -> bool:
+    """Whether every item is exactly ``bytes`` (one C-level pass, no Python loop)."""
+    return set(map(type, items)) <= {bytes}
+
+
 class CellCipher:
     """Encrypts and decrypts Always Encrypted cells under one column encryption key.
 
@@ -72,7 +77,7 @@ class CellCipher:
     def encrypt_many(self, values: Sequence[bytes]) -> list[bytes]:
         """Cells for many plaintexts, batched (much faster than a loop of :meth:`encrypt`)."""
         data = list(values)
-        for index, value in enumerate(data):
+        for index, value in enumerate(data if not _all_bytes(data) else ()):
             if type(value) is not bytes:
                 if not isinstance(value, bytes | bytearray | memoryview):
                     raise TypeError("CellCipher encrypts bytes; normalize typed values first")
@@ -84,7 +89,7 @@ class CellCipher:
     def decrypt_many(self, cells: Sequence[bytes]) -> list[bytes]:
         """Plaintexts of many cells, batched; raises if any one of them is bad."""
         data = list(cells)
-        for index, cell in enumerate(data):
+        for index, cell in enumerate(data if not _all_bytes(data) else ()):
             if type(cell) is not bytes:
                 if not isinstance(cell, bytes | bytearray | memoryview):
                     raise DecryptionError()
