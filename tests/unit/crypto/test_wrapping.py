@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from cleanroom.crypto import ColumnEncryptionKey
@@ -437,23 +437,62 @@ def test_round_trip_for_any_key_and_path_casing(material: bytes, casing: list[bo
     assert unwrap_cek(blob, store, NATIVE_PATH).secret_bytes() == material
 
 
+@st.composite
+def _wrapped_blobs(draw: st.DrawFn) -> tuple[bytes, ParsedWrappedCek | None]:
+    """A well-formed blob and its fields; then, half of the time, one mutation (the
+    expected fields are then ``None``: it may or may not still parse)."""
+    path = draw(st.text(min_size=1, max_size=40)).encode("utf-16-le")  # no lone surrogates
+    modulus = draw(st.sampled_from([256, 384, 512]) | st.integers(256, 300))
+    ciphertext = draw(st.binary(min_size=modulus, max_size=modulus))
+    signature = draw(st.binary(min_size=modulus, max_size=modulus))
+    signed = struct.pack("<BHH", 1, len(path), modulus) + path + ciphertext
+    blob = signed + signature
+    if not draw(st.booleans()):
+        event("mutation: none")
+        return blob, ParsedWrappedCek(path.decode("utf-16-le"), ciphertext, signature, signed)
+    mutation = draw(st.sampled_from(["flip", "truncate", "extend", "header", "odd path"]))
+    event(f"mutation: {mutation}")
+    if mutation == "flip":
+        index = draw(st.integers(0, len(blob) - 1))
+        blob = _flip(blob, index, draw(st.integers(1, 255)))
+    elif mutation == "truncate":
+        blob = blob[: draw(st.integers(0, len(blob) - 1))]
+    elif mutation == "extend":
+        blob += draw(st.binary(min_size=1, max_size=8))
+    elif mutation == "header":
+        header = struct.pack(
+            "<BHH",
+            draw(st.integers(0, 2)),
+            draw(st.sampled_from([len(path), len(path) + 1, len(path) - 1, 0])),
+            draw(st.sampled_from([modulus, modulus - 1, 255, 0xFFFF])),
+        )
+        blob = header + blob[5:]
+    else:  # an odd number of key path bytes, lengths kept consistent
+        shorter = path[:-1]
+        blob = struct.pack("<BHH", 1, len(shorter), modulus) + shorter + ciphertext + signature
+    return blob, None
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    data=st.one_of(
-        st.binary(max_size=700),
-        st.builds(
-            lambda kpl, ctl, rest: struct.pack("<BHH", 1, kpl, ctl) + rest,
-            st.integers(0, 0xFFFF),
-            st.integers(0, 0xFFFF),
-            st.binary(max_size=700),
-        ),
+    case=st.one_of(
+        _wrapped_blobs(),
+        st.tuples(st.binary(max_size=700), st.none()),
     )
 )
-def test_parsing_arbitrary_bytes_raises_only_key_wrap_error(data: bytes) -> None:
+def test_parsing_arbitrary_bytes_raises_only_key_wrap_error(
+    case: tuple[bytes, ParsedWrappedCek | None],
+) -> None:
+    data, expected = case
     try:
         parsed = parse_wrapped_cek(data)
     except KeyWrapError:
+        assert expected is None, "a well-formed blob was refused"
+        event("refused")
         return
+    event("parsed")
+    if expected is not None:
+        assert parsed == expected
     path = parsed.key_path.encode("utf-16-le")
     assert data[:5] == struct.pack("<BHH", 1, len(path), len(parsed.ciphertext))
     assert parsed.signed_bytes == data[:5] + path + parsed.ciphertext
