@@ -317,6 +317,9 @@ def _source_state() -> str:
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     status = git("status", "--porcelain", "--", "src").splitlines()
     dirty = [line.split(maxsplit=1)[1] for line in status if line.strip()]
+    if len(dirty) > 3:
+        named = ", ".join(dirty[:3])
+        return f"commit {commit} plus uncommitted changes to {named} and {len(dirty) - 3} more"
     if dirty:
         return f"commit {commit} plus uncommitted changes to {', '.join(dirty)}"
     return f"commit {commit}"
@@ -358,8 +361,8 @@ def _enclave_memory(enclave: dict[str, Any]) -> str:
     text = _mib(enclave["peak_kib"])
     if enclave["workers"]:
         text += (
-            f" (with {enclave['workers']} worker processes: tree peak PSS "
-            f"{_mib(enclave['tree_pss_kib'])}, sampled)"
+            f" (while its {enclave['workers']} worker processes ran, the process tree's PSS "
+            f"peaked at {_mib(enclave['tree_pss_kib'])}, sampled)"
         )
     return text
 
@@ -386,7 +389,8 @@ def main_table(args: argparse.Namespace, rows: list[Row]) -> str:
         "enclave start, attestation and key release, sealing — they are in the *whole "
         "job*). *Plaintext* is the same split, training, evaluation, report and ONNX "
         "check on the same DataFrames in a fresh process. Peak RSS is the VmHWM of each "
-        "process (interpreter and libraries included; the baseline's counted from the "
+        "process (interpreter and libraries included; for the enclave the main process, "
+        "its forked workers' share given apart; the baseline's counted from the "
         "moment its DataFrames are in memory, the generator's own transient peak "
         "excluded). Import (encrypting by four clients, not compared) is shown for scale.",
         "",
