@@ -257,8 +257,10 @@ def run_enclave(work: Path, sites: dict[str, Any]) -> dict[str, Any]:
             return enclave
 
     launcher = WatchedLauncher(allow_simulation=True, workdir=work / "sim")
+    source = _source_state()  # set_up_job copies src/ into the bundle now
     job = set_up_job(work, sites, launcher=launcher)
     first: dict[str, float] = {}
+    peak_at: dict[str, int] = {}
     last: dict[str, float] = {}
     accuracy: list[float] = []
     start = time.perf_counter()
@@ -272,6 +274,7 @@ def run_enclave(work: Path, sites: dict[str, Any]) -> dict[str, Any]:
             accuracy.append(float(event["micro_accuracy"]))
         if launcher.watcher is not None:
             launcher.watcher.sample()
+            peak_at[step] = launcher.watcher.peak_kib
 
     error = None
     try:
@@ -290,6 +293,8 @@ def run_enclave(work: Path, sites: dict[str, Any]) -> dict[str, Any]:
         "peak_kib": watcher.peak_kib if watcher else 0,
         "workers": len(watcher.workers) if watcher else 0,
         "tree_pss_kib": watcher.tree_pss_kib if watcher else 0,
+        "data_peak_kib": peak_at.get("rows", 0),
+        "source": source,
         "error": error,
         "train_fraction": job.contract.algorithm.split.train_fraction,
         "seed": job.contract.algorithm.split.seed,
@@ -357,14 +362,16 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _enclave_memory(enclave: dict[str, Any]) -> str:
-    """The enclave process's peak, and its process tree's if it forked workers."""
-    text = _mib(enclave["peak_kib"])
+    """The enclave process's peak, by the end of the data phase, and its workers' tree."""
+    notes = []
+    if enclave["data_peak_kib"]:
+        notes.append(f"{_mib(enclave['data_peak_kib'])} by the end of the data phase")
     if enclave["workers"]:
-        text += (
-            f" (while its {enclave['workers']} worker processes ran, the process tree's PSS "
-            f"peaked at {_mib(enclave['tree_pss_kib'])}, sampled)"
+        notes.append(
+            f"while its {enclave['workers']} worker processes ran, the process tree's PSS "
+            f"peaked at {_mib(enclave['tree_pss_kib'])}, sampled"
         )
-    return text
+    return _mib(enclave["peak_kib"]) + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _scale(parties: int, records: int) -> str:
@@ -376,7 +383,8 @@ Row = tuple[int, dict[str, Any], dict[str, Any]]
 
 def main_table(args: argparse.Namespace, rows: list[Row]) -> str:
     lines = [
-        f"Command: `{_command(args)}` (enclave bundle from {_source_state()}).",
+        f"Command: `{_command(args)}` (enclave bundle from "
+        f"{'; '.join(dict.fromkeys(enclave['source'] for _, enclave, _ in rows))}).",
         "",
         f"Machine: {machine()}; load average {args.load_start:.1f} before, "
         f"{os.getloadavg()[0]:.1f} at the end (one benchmark at a time under the lock; other "
@@ -427,7 +435,7 @@ def main_table(args: argparse.Namespace, rows: list[Row]) -> str:
 
 def larger_line(args: argparse.Namespace, records: int, enclave: dict[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d", time.gmtime())
-    head = f"- **{_scale(args.parties, records)}** ({when}, bundle from {_source_state()}, "
+    head = f"- **{_scale(args.parties, records)}** ({when}, bundle from {enclave['source']}, "
     head += f"load average {args.load_start:.1f} → {os.getloadavg()[0]:.1f}): "
     if enclave["error"] is not None:
         return head + (
