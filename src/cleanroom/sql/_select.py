@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import operator
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from cleanroom.crypto import SqlType
-from cleanroom.errors import QueryError, SchemaError
+from cleanroom.errors import QueryError, SchemaError, StorageError
 from cleanroom.sql._model import QueryResult, ResultColumn, _Prepared
 from cleanroom.sql.enclave import EnclaveStatement
 from cleanroom.sql.evaluate import evaluate, ordering, plain_column, split, touches_encrypted
@@ -43,6 +46,16 @@ if TYPE_CHECKING:
     from cleanroom.sql.engine import QueryEngine
 
 _MASK64: Final = (1 << 64) - 1
+_CELL_TYPES: Final = frozenset({bytes, type(None)})
+_FIRST: Final = operator.itemgetter(0)
+#: Row ids per ``IN (…)`` query when the output columns are read after the scan.
+_ID_CHUNK: Final = 4_096
+_END: Final = object()
+_CHANGED: Final = "the table changed while it was read: run the query again"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+#: One batch of a scan: the row ids (when selected) and the values, column by column.
+_Batch = tuple[npt.NDArray[np.int64] | None, dict[str, list[Any]]]
 CHARACTER_TYPES: Final = frozenset({"char", "varchar", "nchar", "nvarchar"})
 
 
@@ -65,9 +78,60 @@ def paused_gc() -> Iterator[None]:
 
 def _cells(values: Sequence[Any]) -> list[Any]:
     """Cells as ``bytes`` (drivers may hand out memoryviews), without a per-value call."""
-    if all(type(v) is bytes or v is None for v in values):
+    if set(map(type, values)) <= _CELL_TYPES:
         return list(values)
     return [_as_bytes(v) for v in values]
+
+
+def _processed(processor: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    return [None if v is None else processor(v) for v in values]
+
+
+def _take(
+    ids: npt.NDArray[np.int64] | None,
+    batch: dict[str, list[Any]],
+    positions: npt.NDArray[np.intp],
+    *,
+    reorder: bool = False,
+) -> _Batch:
+    """The rows of a batch at ``positions`` (ascending unless ``reorder``)."""
+    rows = len(next(iter(batch.values()), [])) if batch else (0 if ids is None else len(ids))
+    if len(positions) == rows and not reorder:
+        return ids, batch
+    if len(positions) == 0:
+        return (None if ids is None else ids[:0]), {name: [] for name in batch}
+    getter = operator.itemgetter(*positions.tolist())
+    taken: dict[str, list[Any]]
+    if len(positions) == 1:
+        taken = {name: [getter(values)] for name, values in batch.items()}
+    else:
+        taken = {name: list(getter(values)) for name, values in batch.items()}
+    return (None if ids is None else ids[positions]), taken
+
+
+def pipelined(items: Iterable[_T], work: Callable[[_T], _R]) -> Iterator[_R]:
+    """``work`` over ``items``, in order, each item's work overlapping the next item's making.
+
+    Here an item is a batch fetched from the database (the caller's thread) and the work is
+    the enclave's scan of it, which waits on decryption workers: one helper thread runs the
+    work of batch *k* while the caller fetches batch *k + 1*. The first item is worked on in
+    the caller's thread, so that whatever it sets up (e.g. forked decryption workers) is
+    made before a second thread exists.
+    """
+    iterator = iter(items)
+    first = next(iterator, _END)
+    if first is _END:
+        return
+    yield work(first)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleanroom-scan") as pool:
+        pending: Future[_R] | None = None
+        for item in iterator:
+            future = pool.submit(work, item)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
 
 
 def _as_bytes(value: Any) -> Any:
@@ -112,6 +176,10 @@ class _Select:
         self._enclave_filter = touches_encrypted(self._residual, self._bindings)
         self._enclave_order = any(self._bindings[k.column].encrypted for k in plan.order)
         self._table = _physical_table(prepared.dataset)
+        self._top: int | None = None
+        self._seed: int | None = None
+        if plan.sample is not None:
+            self._seed = plan.sample.seed if plan.sample.seed is not None else secrets.randbits(63)
 
     def _physical(self, name: str) -> sa.ColumnElement[Any]:
         return self._table.c[self._specs[name].name]
@@ -131,92 +199,186 @@ class _Select:
                 + [i.column for i in plan.items if isinstance(i, Aggregate) and i.column]
             )
         )
-        query = sa.select(self._table.c[ROW_ID], *[self._physical(n) for n in needed])
+        push_order = bool(plan.order) and not self._enclave_order
+        self._top = plan.top if plan.top is not None and not push_order and plan.order else None
+        # Fetch only what the scan reads; when the scan keeps few rows (a predicate, TOP on an
+        # encrypted ORDER BY), the other output columns are read afterwards for those rows.
+        scan = list(
+            dict.fromkeys(
+                [leaf.column for term in self._residual for leaf in leaves(term)]
+                + [k.column for k in plan.order]
+                + [i.column for i in plan.items if isinstance(i, Aggregate) and i.column]
+            )
+        )
+        late = [n for n in needed if n not in scan]
+        if not scan or not (self._residual or self._top is not None):
+            scan, late = needed, []
+        with self._engine._read() as conn, paused_gc():
+            ids, kept, count = self._scan(conn, scan, push_order, with_ids=bool(late))
+            if late:
+                assert ids is not None
+                kept.update(self._fetch_rows(conn, ids, late))
+            return self._finish(kept, count, output, push_order)
+
+    def _scan(
+        self, conn: Connection, names: list[str], push_order: bool, *, with_ids: bool
+    ) -> tuple[npt.NDArray[np.int64] | None, dict[str, list[Any]], int]:
+        """Stream the table once; keep the rows (and their ids) that pass; count them."""
+        plan = self._plan
+        with_ids = with_ids or plan.sample is not None or not names
+        columns = [self._physical(n) for n in names]
+        query = sa.select(self._table.c[ROW_ID], *columns) if with_ids else sa.select(*columns)
         for term in self._pushed:
             query = query.where(self._sql(term))
-        push_order = bool(plan.order) and not self._enclave_order
         if push_order:
             query = query.order_by(*self._sql_order(), self._table.c[ROW_ID])
         else:
             query = query.order_by(self._table.c[ROW_ID])
         if plan.top is not None and push_order and not self._residual and plan.sample is None:
             query = query.limit(plan.top)
-        seed = None
-        if plan.sample is not None:
-            seed = plan.sample.seed if plan.sample.seed is not None else secrets.randbits(63)
-        kept: dict[str, list[Any]] = {name: [] for name in needed}
-        encrypted = {n for n in needed if self._bindings[n].encrypted}
-        with self._engine._read() as conn, paused_gc():
-            # Rows come straight from the DB-API cursor: building a Row object per row costs
-            # more than the database does. Plaintext columns still get their type's result
-            # processor (e.g. SQLite dates are text). No stream_results: its buffered
-            # strategy would read rows ahead of the raw cursor. (SQLite steps through the
-            # table as we fetch; psycopg's client-side cursor holds the result.)
-            result = conn.execute(query)
-            dialect = conn.dialect
+        kept: dict[str, list[Any]] = {name: [] for name in names}
+        kept_ids: list[npt.NDArray[np.int64]] = []
+        count = 0
+        with closing(self._batches(conn, query, names, with_ids)) as batches:
+            for ids, batch in pipelined(batches, self._reduce):
+                for name in names:
+                    kept[name].extend(batch[name])
+                if ids is not None:
+                    kept_ids.append(ids)
+                    count += len(ids)
+                else:
+                    count += len(batch[names[0]])
+        if not with_ids:
+            return None, kept, count
+        all_ids = np.concatenate(kept_ids) if kept_ids else np.zeros(0, dtype=np.int64)
+        return all_ids, kept, count
+
+    def _batches(
+        self, conn: Connection, query: Any, names: list[str], with_ids: bool
+    ) -> Generator[_Batch, None, None]:
+        """The rows of ``query`` in batches: row ids (if selected), then values by column."""
+        # Rows come straight from the DB-API cursor: building a Row object per row costs
+        # more than the database does. Plaintext columns still get their type's result
+        # processor (e.g. SQLite dates are text). No stream_results: its buffered strategy
+        # would read rows ahead of the raw cursor. (SQLite steps through the table as we
+        # fetch; psycopg's client-side cursor holds the result.)
+        result = conn.execute(query)
+        try:
             cursor = result.cursor
-            type_codes = [d[1] for d in cursor.description or ()][1:]
-            processors = [
-                None
-                if name in encrypted
-                else self._physical(name)
-                .type.dialect_impl(dialect)
-                .result_processor(dialect, type_codes[index] if type_codes else None)
-                for index, name in enumerate(needed)
-            ]
+            convert = self._converters(conn, cursor, names, offset=1 if with_ids else 0)
+            first = 1 if with_ids else 0
             while True:
                 rows = cursor.fetchmany(self._engine._batch_size)
                 if not rows:
                     break
-                fields: list[tuple[Any, ...]] = list(zip(*rows, strict=True))
-                batch: dict[str, list[Any]] = {}
-                for index, name in enumerate(needed):
-                    values = fields[index + 1]
-                    processor = processors[index]
-                    if name in encrypted:
-                        batch[name] = _cells(values)
-                    elif processor is not None:
-                        batch[name] = [None if v is None else processor(v) for v in values]
-                    else:
-                        batch[name] = list(values)
-                if plan.sample is not None:
-                    assert seed is not None
-                    ids = np.asarray(fields[0], dtype=np.int64)
-                    positions = np.flatnonzero(sample_mask(ids, plan.sample, seed))
-                    batch = {name: [values[p] for p in positions] for name, values in batch.items()}
-                if self._residual:
-                    hits = self._filter(batch)
-                    if len(hits) != len(next(iter(batch.values()), [])):
-                        batch = {name: [values[p] for p in hits] for name, values in batch.items()}
-                if plan.top is not None and not push_order and plan.order:
-                    batch = self._candidates(batch, plan.top)
-                for name in needed:
-                    kept[name].extend(batch[name])
+                if len(names) + first == 1:
+                    fields: list[Sequence[Any]] = [list(map(_FIRST, rows))]
+                else:
+                    fields = list(zip(*rows, strict=True))
+                ids = np.asarray(fields[0], dtype=np.int64) if with_ids else None
+                yield (
+                    ids,
+                    {
+                        name: convert[index](fields[index + first])
+                        for index, name in enumerate(names)
+                    },
+                )
+        finally:
             result.close()
-            return self._finish(kept, output, push_order)
 
-    def _candidates(self, batch: dict[str, list[Any]], top: int) -> dict[str, list[Any]]:
-        """``TOP (n) … ORDER BY`` in the enclave: keep only a batch's first ``n`` rows.
+    def _converters(
+        self, conn: Connection, cursor: Any, names: list[str], *, offset: int
+    ) -> list[Callable[[Sequence[Any]], list[Any]]]:
+        """Per column: DB-API values to cells (encrypted) or to the type's Python values."""
+        dialect = conn.dialect
+        type_codes = [d[1] for d in cursor.description or ()][offset:]
+        out: list[Callable[[Sequence[Any]], list[Any]]] = []
+        for index, name in enumerate(names):
+            if self._bindings[name].encrypted:
+                out.append(_cells)
+                continue
+            processor = (
+                self._physical(name)
+                .type.dialect_impl(dialect)
+                .result_processor(dialect, type_codes[index] if type_codes else None)
+            )
+            if processor is None:
+                out.append(list)
+            else:
+                out.append(functools.partial(_processed, processor))
+        return out
+
+    def _reduce(self, item: _Batch) -> _Batch:
+        """One batch's sampling, predicate and TOP candidates (the enclave's share in one call)."""
+        ids, batch = item
+        plan = self._plan
+        if plan.sample is not None:
+            assert ids is not None
+            assert self._seed is not None
+            positions = np.flatnonzero(sample_mask(ids, plan.sample, self._seed))
+            ids, batch = _take(ids, batch, positions)
+        top = self._top
+        enclave_top = top is not None and self._enclave_order
+        if self._enclave_filter or enclave_top:
+            assert self._handle is not None
+            names = self._handle.scan_columns(top=enclave_top)
+            hits = self._handle.scan(
+                {name: batch[name] for name in names}, top=top if enclave_top else None
+            )
+            ids, batch = _take(ids, batch, hits)
+        elif self._residual:
+            ids, batch = _take(ids, batch, self._host_filter(batch))
+        if top is not None and not enclave_top:
+            ids, batch = self._candidates(ids, batch, top)
+        return ids, batch
+
+    def _fetch_rows(
+        self, conn: Connection, ids: npt.NDArray[np.int64], names: list[str]
+    ) -> dict[str, list[Any]]:
+        """``names`` of the rows ``ids`` (ascending), read by row id in chunks."""
+        out: dict[str, list[Any]] = {name: [] for name in names}
+        row_id = self._table.c[ROW_ID]
+        columns = [self._physical(n) for n in names]
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            query = (
+                sa.select(row_id, *columns)
+                .where(row_id.in_([int(i) for i in chunk]))
+                .order_by(row_id)
+            )
+            with closing(self._batches(conn, query, names, True)) as batches:
+                for got, batch in batches:
+                    assert got is not None
+                    if not np.array_equal(got, chunk[: len(got)]):
+                        raise StorageError(_CHANGED)
+                    for name in names:
+                        out[name].extend(batch[name])
+                    chunk = chunk[len(got) :]
+            if len(chunk):
+                raise StorageError(_CHANGED)
+        return out
+
+    def _candidates(
+        self, ids: npt.NDArray[np.int64] | None, batch: dict[str, list[Any]], top: int
+    ) -> _Batch:
+        """``TOP (n) … ORDER BY`` on plaintext columns: keep only a batch's first ``n`` rows.
 
         The batch's own ordering picks its candidates; they stay in row order so that the
         final (stable) ordering breaks ties by row id, as a full sort would.
         """
         rows = len(next(iter(batch.values()), []))
         if rows <= top:
-            return batch
-        chosen = np.sort(self._order(batch)[:top])
-        return {name: [values[p] for p in chosen] for name, values in batch.items()}
+            return ids, batch
+        return _take(ids, batch, np.sort(self._order(batch)[:top]))
 
     def _finish(
-        self, kept: dict[str, list[Any]], output: list[str], push_order: bool
+        self, kept: dict[str, list[Any]], count: int, output: list[str], push_order: bool
     ) -> QueryResult:
         plan = self._plan
-        count = len(next(iter(kept.values()), [])) if kept else 0
         if plan.is_aggregate:
             return self._aggregate(kept, count)
-        if plan.order and not push_order:
-            perm = self._order(kept)
-            kept = {name: [values[p] for p in perm] for name, values in kept.items()}
+        if plan.order and not push_order and count:
+            _, kept = _take(None, kept, self._order(kept), reorder=True)
         if plan.top is not None:
             kept = {name: values[: plan.top] for name, values in kept.items()}
             count = min(count, plan.top)
@@ -225,11 +387,7 @@ class _Select:
             columns=described, data=tuple(kept[name] for name in output), rowcount=count
         )
 
-    def _filter(self, batch: Mapping[str, list[Any]]) -> npt.NDArray[np.intp]:
-        if self._enclave_filter:
-            assert self._handle is not None
-            names = self._handle.residual_columns
-            return self._handle.filter({name: batch[name] for name in names})
+    def _host_filter(self, batch: Mapping[str, list[Any]]) -> npt.NDArray[np.intp]:
         columns = {
             leaf.column: plain_column(batch[leaf.column], self._bindings[leaf.column])
             for term in self._residual

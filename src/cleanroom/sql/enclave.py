@@ -33,15 +33,18 @@ import numpy.typing as npt
 
 from cleanroom.crypto import (
     CellCipher,
+    CellWorkers,
     EncryptionType,
     denormalize,
     normalize_many,
 )
+from cleanroom.crypto.parallel import default_workers
 from cleanroom.errors import DecryptionError, QueryError
 from cleanroom.sql import package as pkg
 from cleanroom.sql.evaluate import (
     ColumnBinding,
     ColumnData,
+    Decryptor,
     decrypt_column,
     evaluate,
     extreme,
@@ -65,6 +68,8 @@ _log = logging.getLogger("cleanroom.sql.enclave")
 #: Message prefix of the error for an unknown or evicted session (SQL Server error 33195).
 SESSION_INVALID: Final = "invalid enclave session"
 DEFAULT_MAX_SESSIONS: Final = 256
+#: The fewest cells one enclave call decrypts in worker processes (fewer: in this process).
+PARALLEL_MIN_CELLS: Final = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +124,26 @@ class LauncherPlatform:
 
 
 def simulated_enclave(
-    launcher: Any, *, config_id: bytes | None = None, max_sessions: int = DEFAULT_MAX_SESSIONS
+    launcher: Any,
+    *,
+    config_id: bytes | None = None,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    decrypt_workers: int | None = None,
 ) -> tuple[Enclave, str]:
     """An in-process :class:`Enclave` on the simulated TEE, and its measurement (hex).
 
     ``launcher`` is a :class:`~cleanroom.tee.SimulatedLauncher` (built with
     ``allow_simulation=True``). The measurement is that of the bundle the launcher would
     run; put it in the client's policy ``allowed_measurements``. Development only.
+    ``max_sessions`` and ``decrypt_workers`` are passed to :class:`Enclave`.
     """
     import shutil
 
     bundle = launcher.prepare_bundle()
     shutil.rmtree(bundle.path, ignore_errors=True)
     platform = LauncherPlatform(launcher, measurement=bundle.measurement, config_id=config_id)
-    return Enclave(platform, max_sessions=max_sessions), bundle.measurement
+    enclave = Enclave(platform, max_sessions=max_sessions, decrypt_workers=decrypt_workers)
+    return enclave, bundle.measurement
 
 
 class Enclave:
@@ -140,13 +151,30 @@ class Enclave:
 
     ``platform`` produces the evidence. At most ``max_sessions`` sessions are kept; the
     oldest is forgotten first (its client re-attests on :data:`SESSION_INVALID`).
+
+    A statement that decrypts at least :data:`PARALLEL_MIN_CELLS` cells in one call spreads
+    them over ``decrypt_workers`` processes forked for that statement (a
+    :class:`~cleanroom.crypto.CellWorkers`, default: one per CPU, at most four); they hold
+    the statement's keys and stop when it closes. ``decrypt_workers=0`` (or 1) decrypts in
+    this process only.
     """
 
-    def __init__(self, platform: Platform, *, max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        *,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        decrypt_workers: int | None = None,
+    ) -> None:
         if max_sessions < 1:
             raise QueryError("max_sessions must be at least 1")
+        if decrypt_workers is not None and decrypt_workers < 0:
+            raise QueryError("decrypt_workers must not be negative")
         self._platform = platform
         self._max_sessions = max_sessions
+        self._decrypt_workers = default_workers() if decrypt_workers is None else decrypt_workers
+        # Private seam for tests: the fewest cells one call decrypts in worker processes.
+        self._parallel_min_cells = PARALLEL_MIN_CELLS
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -207,7 +235,15 @@ class Enclave:
             session.last_counter = opened.counter
         keys = {key.key_id: key for key in opened.keys}
         try:
-            return EnclaveStatement(parse(statement), keys, columns, parameters, target)
+            return EnclaveStatement(
+                parse(statement),
+                keys,
+                columns,
+                parameters,
+                target,
+                workers=self._decrypt_workers,
+                parallel_min_cells=self._parallel_min_cells,
+            )
         except BaseException:
             _zero(opened.keys)
             raise
@@ -228,9 +264,16 @@ class EnclaveStatement:
         columns: Mapping[str, ColumnBinding],
         parameters: Mapping[ParamKey, Any],
         target: ColumnBinding | None,
+        *,
+        workers: int = 0,
+        parallel_min_cells: int = PARALLEL_MIN_CELLS,
     ) -> None:
         self._plan = plan
         self._keys = dict(keys)
+        self._workers = workers
+        self._parallel_min_cells = parallel_min_cells
+        self._pools: dict[str, CellWorkers] = {}
+        self._scanned = False
         self._columns = dict(columns)
         self._ciphers: dict[str, CellCipher] = {}
         for name, binding in self._columns.items():
@@ -280,17 +323,35 @@ class EnclaveStatement:
     # -- SELECT -------------------------------------------------------------------------
 
     def _data(
-        self, batch: Mapping[str, Sequence[Any]], names: Sequence[str]
+        self, batch: Mapping[str, Sequence[Any]], names: Sequence[str], *, may_fork: bool = True
     ) -> dict[str, ColumnData]:
         data: dict[str, ColumnData] = {}
         for name in names:
             binding = self._columns[name]
             values = batch[name]
             if binding.encrypted:
-                data[name] = decrypt_column(values, self._cipher(name), binding.sql_type)
+                decryptor = self._decryptor(name, len(values), may_fork=may_fork)
+                data[name] = decrypt_column(values, decryptor, binding.sql_type)
             else:
                 data[name] = plain_column(values, binding)
         return data
+
+    def _decryptor(self, column: str, cells: int, *, may_fork: bool) -> Decryptor:
+        """The column's cipher, or its worker processes for a large call.
+
+        Workers are forked (once per column and statement) only where ``may_fork``: forking
+        copies only the calling thread, so it must not happen on the host's helper thread
+        while another thread may hold a lock (see :mod:`cleanroom.crypto.parallel`).
+        """
+        cipher = self._cipher(column)
+        pool = self._pools.get(column)
+        if pool is not None:
+            return pool
+        if self._workers > 1 and may_fork and cells >= self._parallel_min_cells:
+            pool = CellWorkers(cipher, workers=self._workers)
+            self._pools[column] = pool
+            return pool
+        return cipher
 
     @property
     def residual_columns(self) -> tuple[str, ...]:
@@ -308,12 +369,54 @@ class EnclaveStatement:
 
     def order(self, batch: Mapping[str, Sequence[Any]]) -> npt.NDArray[np.intp]:
         """The permutation that sorts ``batch`` by the statement's ORDER BY."""
+        names = self._order_columns()
+        data = self._data(batch, names)
+        return self._ordering(data)
+
+    def _order_columns(self) -> list[str]:
         plan = self._plan
         if not isinstance(plan, SelectPlan) or not plan.order:
             raise QueryError("the statement has no ORDER BY")
-        names = list(dict.fromkeys(k.column for k in plan.order))
-        data = self._data(batch, names)
+        return list(dict.fromkeys(k.column for k in plan.order))
+
+    def _ordering(self, data: Mapping[str, ColumnData]) -> npt.NDArray[np.intp]:
+        plan = self._plan
+        assert isinstance(plan, SelectPlan)
         return ordering([(data[k.column], k.descending) for k in plan.order])
+
+    def scan_columns(self, *, top: bool = False) -> tuple[str, ...]:
+        """The columns :meth:`scan` reads: the residual predicate's, and ORDER BY's if ``top``."""
+        names = list(self.residual_columns)
+        if top:
+            names += self._order_columns()
+        return tuple(dict.fromkeys(names))
+
+    def scan(
+        self, batch: Mapping[str, Sequence[Any]], *, top: int | None = None
+    ) -> npt.NDArray[np.intp]:
+        """Positions (ascending) of the rows of ``batch`` to keep.
+
+        The rows where the residual predicate holds; with ``top``, only the first ``top`` of
+        them by the ORDER BY (``TOP (n) … ORDER BY``: a batch's other rows cannot be in the
+        result). Each column is decrypted once, however many of the two steps read it.
+        """
+        if top is not None and top < 0:
+            raise QueryError("TOP must not be negative")
+        names = self.scan_columns(top=top is not None)
+        first, self._scanned = not self._scanned, True
+        if not names:
+            rows = len(next(iter(batch.values()))) if batch else 0
+            return np.arange(rows, dtype=np.intp)
+        # Only the first call may fork workers: the host makes it on its own thread, and
+        # later calls of a pipelined scan come from a helper thread (see _select.pipelined).
+        data = self._data(batch, names, may_fork=first)
+        hits = evaluate(self._residual, data, self._params)
+        if top is None or len(hits) <= top:
+            return hits
+        if len(hits) != len(next(iter(data.values()))):
+            data = {name: column.take(hits) for name, column in data.items()}
+        chosen = self._ordering(data)[:top]
+        return np.sort(hits[chosen])
 
     def extreme(
         self, function: Literal["min", "max"], column: str, cells: Sequence[Any]
@@ -364,7 +467,11 @@ class EnclaveStatement:
         return out
 
     def close(self) -> None:
-        """Zero the statement's keys; the handle is unusable afterwards."""
+        """Stop the statement's decryption workers, zero its keys; the handle is then unusable."""
+        pools = list(self._pools.values())
+        self._pools.clear()
+        for pool in pools:
+            pool.close()
         _zero(list(self._keys.values()))
         self._keys.clear()
         self._ciphers.clear()
@@ -382,6 +489,7 @@ def _shown(key: ParamKey) -> str:
 
 __all__ = [
     "DEFAULT_MAX_SESSIONS",
+    "PARALLEL_MIN_CELLS",
     "SESSION_INVALID",
     "AttestationInfo",
     "Enclave",

@@ -22,12 +22,12 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from cleanroom.crypto import CellCipher, SqlType, denormalize_many
+from cleanroom.crypto import SqlType, denormalize_many
 from cleanroom.errors import QueryError
 from cleanroom.sql.parser import (
     And,
@@ -161,10 +161,22 @@ def plain_column(values: Sequence[Any], binding: ColumnBinding) -> ColumnData:
     return ColumnData(list(values), null, False)
 
 
-def decrypt_column(cells: Sequence[bytes | None], cipher: CellCipher, sql_type: str) -> ColumnData:
+class Decryptor(Protocol):
+    """What decrypts a column: a :class:`~cleanroom.crypto.CellCipher` or a pool of workers."""
+
+    def decrypt_many(self, cells: Sequence[bytes]) -> list[bytes]: ...
+
+
+def decrypt_column(cells: Sequence[bytes | None], cipher: Decryptor, sql_type: str) -> ColumnData:
     """Decrypt a column of cells (``None`` for NULL) into column data, in batches."""
-    null = np.fromiter((c is None for c in cells), dtype=np.bool_, count=len(cells))
-    present = [c for c in cells if c is not None]
+    # ``None in cells`` runs in C; the per-cell mask is only built when there are NULLs.
+    has_null = None in cells
+    if has_null:
+        null = np.fromiter((c is None for c in cells), dtype=np.bool_, count=len(cells))
+        present: Sequence[bytes] = [c for c in cells if c is not None]
+    else:
+        null = np.zeros(len(cells), dtype=np.bool_)
+        present = cells  # type: ignore[assignment]
     plain = cipher.decrypt_many(present) if present else []
     parsed = SqlType.parse(sql_type)
     layout = _NUMPY_LAYOUT.get(parsed.name)
@@ -174,14 +186,14 @@ def decrypt_column(cells: Sequence[bytes | None], cipher: CellCipher, sql_type: 
         if len(joined) != size * len(plain):
             raise QueryError(f"a decrypted value does not fit {parsed}")
         numbers = np.frombuffer(joined, dtype=layout).astype(layout.replace("<", "="))
-        if null.any():
+        if has_null:
             array = np.zeros(len(cells), dtype=numbers.dtype)
             array[~null] = numbers
         else:
             array = numbers
         return ColumnData(array, null, True)
     values = denormalize_many(plain, parsed)
-    if not null.any():
+    if not has_null:
         return ColumnData(values, null, False)
     out: list[Any] = [None] * len(cells)
     it = iter(values)
@@ -415,6 +427,7 @@ def extreme(column: ColumnData, function: Literal["min", "max"]) -> int | None:
 __all__ = [
     "ColumnBinding",
     "ColumnData",
+    "Decryptor",
     "Evaluator",
     "decrypt_column",
     "evaluate",
