@@ -456,8 +456,13 @@ class QueryEngine:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._guard("reading"), self._store.engine.connect() as conn, conn.begin():
-            yield conn
+        with self._guard("reading"), self._store.engine.connect() as conn:
+            # One snapshot for the whole statement: a scan and the rows it then reads by id
+            # must see the same table. (SQLite's WAL read transaction is one snapshot already.)
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
