@@ -31,21 +31,22 @@ import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 
 from cleanroom.attestation import AttestationPolicy, VerifiedClaims, verify
 from cleanroom.crypto import (
     CellCipher,
+    CellWorkers,
     ColumnEncryptionKey,
     EncryptionType,
     WrappedKey,
-    denormalize_many,
     normalize,
     unwrap_any,
     verify_cmk_metadata,
 )
+from cleanroom.crypto.parallel import default_workers
 from cleanroom.errors import (
     ConfigurationError,
     EvidenceError,
@@ -64,10 +65,14 @@ from cleanroom.sql.engine import (
     StatementDescription,
     paused_gc,
 )
+from cleanroom.sql.evaluate import Decryptor, typed_values
 from cleanroom.sql.parser import ParamKey
 from cleanroom.store import ColumnType, check_identifier
 
 _log = logging.getLogger("cleanroom.sql.client")
+
+#: The fewest cells of one result column that the client decrypts in worker processes.
+CLIENT_PARALLEL_MIN_CELLS: Final = 65_536
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,14 +106,19 @@ def connect(
     *,
     party: str,
     attestation: AttestationSettings | None = None,
+    decrypt_workers: int | None = None,
 ) -> Connection:
     """A connection for ``party`` with column encryption enabled.
 
     ``key_store`` holds the party's column master keys (or maps provider names to key
     stores). Without ``attestation`` no key is ever sent to an enclave, and statements that
-    need one fail.
+    need one fail. A result column of at least :data:`CLIENT_PARALLEL_MIN_CELLS` cells is
+    decrypted in ``decrypt_workers`` forked processes (a :class:`~cleanroom.crypto.CellWorkers`;
+    default one per CPU, at most four; ``0`` or ``1``: in this process only).
     """
-    return Connection(engine, key_store, party=party, attestation=attestation)
+    return Connection(
+        engine, key_store, party=party, attestation=attestation, decrypt_workers=decrypt_workers
+    )
 
 
 class Connection:
@@ -121,7 +131,11 @@ class Connection:
         *,
         party: str,
         attestation: AttestationSettings | None = None,
+        decrypt_workers: int | None = None,
     ) -> None:
+        if decrypt_workers is not None and decrypt_workers < 0:
+            raise ConfigurationError("decrypt_workers must not be negative")
+        self._decrypt_workers = default_workers() if decrypt_workers is None else decrypt_workers
         self._engine = engine
         self._party = check_identifier(party, "a party name")
         if isinstance(key_store, Mapping):
@@ -310,25 +324,45 @@ class Connection:
     def _decrypt(self, result: QueryResult, description: StatementDescription) -> QueryResult:
         by_name = {k.name: k for k in description.keys}
         decoded: list[list[Any]] = []
-        with paused_gc():
-            for column, values in zip(result.columns, result.data, strict=True):
-                if not column.encrypted or not values:
-                    decoded.append(values)
-                    continue
-                if column.cek is None or column.cek not in by_name:
-                    raise QueryError(f"no key described for result column {column.name!r}")
-                cipher = CellCipher(self._key(by_name[column.cek]))
-                present = [i for i, v in enumerate(values) if v is not None]
-                if len(present) == len(values):
-                    decoded.append(denormalize_many(cipher.decrypt_many(values), column.sql_type))
-                    continue
-                plain = cipher.decrypt_many([values[i] for i in present])
-                typed = denormalize_many(plain, column.sql_type)
-                out: list[Any] = [None] * len(values)
-                for i, value in zip(present, typed, strict=True):
-                    out[i] = value
-                decoded.append(out)
+        pools: dict[str, CellWorkers] = {}
+        try:
+            with paused_gc():
+                for column, values in zip(result.columns, result.data, strict=True):
+                    if not column.encrypted or not values:
+                        decoded.append(values)
+                        continue
+                    if column.cek is None or column.cek not in by_name:
+                        raise QueryError(f"no key described for result column {column.name!r}")
+                    decryptor = self._decryptor(by_name[column.cek], len(values), pools)
+                    if None not in values:
+                        plain = decryptor.decrypt_many(values)
+                        decoded.append(typed_values(plain, column.sql_type))
+                        continue
+                    present = [i for i, v in enumerate(values) if v is not None]
+                    plain = decryptor.decrypt_many([values[i] for i in present])
+                    typed = typed_values(plain, column.sql_type)
+                    out: list[Any] = [None] * len(values)
+                    for i, value in zip(present, typed, strict=True):
+                        out[i] = value
+                    decoded.append(out)
+        finally:
+            for pool in pools.values():
+                pool.close()
         return QueryResult(columns=result.columns, data=tuple(decoded), rowcount=result.rowcount)
+
+    def _decryptor(
+        self, key: KeyDescription, cells: int, pools: dict[str, CellWorkers]
+    ) -> Decryptor:
+        """The key's cipher, or worker processes (forked for this result) for a large one."""
+        pool = pools.get(key.name)
+        if pool is not None:
+            return pool
+        cipher = CellCipher(self._key(key))
+        if self._decrypt_workers > 1 and cells >= CLIENT_PARALLEL_MIN_CELLS:
+            pool = CellWorkers(cipher, workers=self._decrypt_workers)
+            pools[key.name] = pool
+            return pool
+        return cipher
 
 
 def _bind(

@@ -27,8 +27,8 @@ from typing import Any, Final, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from cleanroom.crypto import SqlType, denormalize_many
-from cleanroom.errors import QueryError
+from cleanroom.crypto import SqlType, denormalize, denormalize_many
+from cleanroom.errors import NormalizationError, QueryError
 from cleanroom.sql.parser import (
     And,
     Between,
@@ -201,6 +201,33 @@ def decrypt_column(cells: Sequence[bytes | None], cipher: Decryptor, sql_type: s
         if not is_null:
             out[index] = next(it)
     return ColumnData(out, null, False)
+
+
+_INTEGER_TYPES: Final = frozenset({"tinyint", "smallint", "int", "bigint"})
+
+
+def typed_values(plain: Sequence[bytes], sql_type: str) -> list[Any]:
+    """``denormalize_many(plain, sql_type)``, with integer columns decoded by numpy.
+
+    Integers are normalized to 8 little-endian bytes; the values' range is one interval,
+    so checking the smallest and the largest with :func:`~cleanroom.crypto.denormalize`
+    checks them all. Anything else (another type, a wrong size, a value out of range)
+    goes to ``denormalize_many``, which decodes it or raises its own error.
+    """
+    parsed = SqlType.parse(sql_type)
+    if parsed.name in _INTEGER_TYPES and plain:
+        joined = b"".join(plain)
+        if len(joined) == 8 * len(plain):
+            numbers = np.frombuffer(joined, dtype="<i8")
+            low, high = int(np.argmin(numbers)), int(np.argmax(numbers))
+            try:
+                denormalize(plain[low], parsed)
+                denormalize(plain[high], parsed)
+            except NormalizationError:
+                pass
+            else:
+                return numbers.tolist()  # type: ignore[no-any-return]
+    return denormalize_many(plain, parsed)
 
 
 # -- predicates ---------------------------------------------------------------------------
@@ -437,4 +464,5 @@ __all__ = [
     "plain_column",
     "split",
     "touches_encrypted",
+    "typed_values",
 ]

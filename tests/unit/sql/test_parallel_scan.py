@@ -89,7 +89,7 @@ def _connection(
         trusted_roots=[launcher.root_certificate],
     )
     engine = QueryEngine(store, enclave=enclave, batch_size=BATCH)
-    return connect(engine, key_store, party="p", attestation=settings)
+    return connect(engine, key_store, party="p", attestation=settings, decrypt_workers=workers)
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +221,23 @@ def test_pipelined_raises_what_the_work_raises() -> None:
     assert [next(results) for _ in range(3)] == [0, 1, 2]
     with pytest.raises(DecryptionError):
         next(results)
+
+
+def test_the_client_decrypts_a_large_result_in_workers(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cleanroom.sql import cursor as cursor_module
+
+    made: list[CellWorkers] = []
+
+    class Spy(CellWorkers):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(cursor_module, "CellWorkers", Spy)
+    monkeypatch.setattr(cursor_module, "CLIENT_PARALLEL_MIN_CELLS", 2_048)
+    sql = "SELECT n, word, x, plain FROM Big ORDER BY plain"
+    assert setup.parallel.execute(sql).fetchall() == setup.serial.execute(sql).fetchall()
+    assert len(made) == 1  # one key, one pool for the three encrypted columns
+    assert multiprocessing.active_children() == []
