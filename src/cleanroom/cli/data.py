@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cleanroom.cli import app
 from cleanroom.cli.keys import PartyOption, StoreOption, WorkdirOption
 from cleanroom.errors import SchemaError, StorageError
+
+if TYPE_CHECKING:
+    from cleanroom.client import PartyClient
+    from cleanroom.store import DatasetSchema
 
 data = typer.Typer(
     help="A party's dataset: import records (encrypted on this machine) and show them.",
@@ -46,18 +50,27 @@ def import_(
 
     Example: cleanroom data import --party hospital_a --csv data/hospital_a.csv
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from cleanroom.client import Workspace
     from cleanroom.store import DatasetSchema, medical_record_schema
 
     wanted = DatasetSchema.from_file(schema) if schema is not None else medical_record_schema()
-    client = Workspace(workdir=workdir, store_url=store).client(party)
+    with (
+        Workspace(workdir=workdir, store_url=store) as workspace,
+        workspace.client(party) as client,
+    ):
+        _import_into(client, party, wanted, csv, custom=schema is not None)
+
+
+def _import_into(
+    client: PartyClient, party: str, wanted: DatasetSchema, csv: Path, *, custom: bool
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     try:
         existing = client.dataset(wanted.table)
     except StorageError:
         existing = client.create_dataset(wanted)
-    if schema is not None and existing.schema != wanted.with_default_cek(client.default_cek_name):
+    if custom and existing.schema != wanted.with_default_cek(client.default_cek_name):
         raise SchemaError(
             f"party {party!r} already has a dataset {wanted.table!r} with a different schema"
         )
@@ -96,14 +109,21 @@ def show(
 
     Example: cleanroom data show --party hospital_a --limit 5
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from cleanroom.client import Workspace
     from cleanroom.store import MEDICAL_RECORD_TABLE
 
-    client = Workspace(workdir=workdir, store_url=store).client(party)
     name = dataset or MEDICAL_RECORD_TABLE
+    with (
+        Workspace(workdir=workdir, store_url=store) as workspace,
+        workspace.client(party) as client,
+    ):
+        _show(client, party, name, limit)
+
+
+def _show(client: PartyClient, party: str, name: str, limit: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     try:
         info = client.dataset(name)
     except StorageError:

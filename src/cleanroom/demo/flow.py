@@ -160,33 +160,36 @@ def _rows_done(advance: Callable[[int], None]) -> Callable[[int, int], None]:
 
 def encrypt_and_import(state: DemoState, progress: Progress) -> None:
     """Step 1b: each hospital creates its keys and imports its records encrypted."""
-    workspace = Workspace(state.workdir, state.store_url or None)
-    state.store_url = workspace.url
-    for party in state.parties:
-        client = workspace.client(party, create_key_store=True)
-        keys = client.create_keys()
-        client.create_dataset()
-        advance = progress.task(f"{party}: encrypt + import", len(state.frames[party]))
-        state.rows[party] = client.import_csv(state.csv_paths[party], progress=_rows_done(advance))
-        generate_party_keys(state.workdir, party)
-        progress.proved(
-            f"{party}: {state.rows[party]:,} rows encrypted under {keys.column_encryption_key} "
-            f"(CMK {keys.column_master_key} in its own key store, enclave-enabled, signed)"
-        )
+    with Workspace(state.workdir, state.store_url or None) as workspace:
+        state.store_url = workspace.url
+        for party in state.parties:
+            with workspace.client(party, create_key_store=True) as client:
+                keys = client.create_keys()
+                client.create_dataset()
+                advance = progress.task(f"{party}: encrypt + import", len(state.frames[party]))
+                state.rows[party] = client.import_csv(
+                    state.csv_paths[party], progress=_rows_done(advance)
+                )
+            generate_party_keys(state.workdir, party)
+            progress.proved(
+                f"{party}: {state.rows[party]:,} rows encrypted under "
+                f"{keys.column_encryption_key} (CMK {keys.column_master_key} in its own key "
+                "store, enclave-enabled, signed)"
+            )
 
 
 def scan_for_plaintext(state: DemoState, progress: Progress) -> None:
     """Step 1c: prove from the operator's side that the store holds no plaintext or key."""
-    workspace = Workspace(state.workdir, state.store_url or None)
     needles: list[bytes] = []
-    for party in state.parties:
-        lines = state.csv_paths[party].read_text().splitlines()[1:201]
-        needles.extend(line.encode() for line in lines if line.count(",") > 3)
-        cek = workspace.client(party).column_encryption_key(f"CEK_{party}")
-        needles.append(cek.secret_bytes())
-        needles.append(cek.secret_bytes().hex().encode())
-    with workspace.open_store() as store:
-        state.scan = scan_store(store, state.store_url, needles)
+    with Workspace(state.workdir, state.store_url or None) as workspace:
+        for party in state.parties:
+            lines = state.csv_paths[party].read_text().splitlines()[1:201]
+            needles.extend(line.encode() for line in lines if line.count(",") > 3)
+            with workspace.client(party) as client:
+                cek = client.column_encryption_key(f"CEK_{party}")
+                needles.append(cek.secret_bytes())
+                needles.append(cek.secret_bytes().hex().encode())
+        state.scan = scan_store(workspace.store, state.store_url, needles)
     verdict = "no plaintext" if not state.scan.plaintext_found else "PLAINTEXT FOUND"
     progress.proved(
         f"the store holds {state.scan.cells:,} cells, all well-formed ciphertext, and "
