@@ -28,11 +28,13 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cleanroom.broker import BrokerSettings, DecisionLog, create_app
 from cleanroom.client import PartyClient
 from cleanroom.contract import Contract, ContractRegistry, SigningKey, sign_revocation
-from cleanroom.contract.workdir import PartyKeyFiles, generate_party_keys
+from cleanroom.contract.workdir import PartyKeyFiles, generate_party_keys, load_broker_key
 from cleanroom.data import generate_sites
 from cleanroom.enclave import (
     JobOutcome,
@@ -44,7 +46,13 @@ from cleanroom.enclave import (
     run_contract_job,
     verify_receipt,
 )
-from cleanroom.errors import ConsentMissing, DecryptionError, PolicyViolation, TrainingError
+from cleanroom.errors import (
+    BrokerError,
+    ConsentMissing,
+    DecryptionError,
+    PolicyViolation,
+    TrainingError,
+)
 from cleanroom.keystores import LocalKeyStore
 from cleanroom.ledger import LedgerHead, read_entries, verify_ledger
 from cleanroom.ml import FeatureSpec, multiclass_metrics, split_indices
@@ -112,7 +120,10 @@ class World:
         min_rows: int = 100,
         parties: tuple[str, ...] = PARTIES,
         measurement: str | None = None,
+        broker_keys: dict[str, str] | None = None,
     ) -> Contract:
+        pinned = {p: self.keys[p].broker_public_key.read_text() for p in parties}
+        pinned.update(broker_keys or {})
         document = {
             "id": f"job-test-{name}",
             "title": f"Job test {name}",
@@ -125,6 +136,7 @@ class World:
                     "signing_key": self.keys[p].signing_public_key.read_text(),
                     "broker_url": self.brokers[p].url,
                     "recipient_key": self.keys[p].recipient_public_key.read_text(),
+                    "broker_key": pinned[p],
                 }
                 for p in parties
             ],
@@ -208,6 +220,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             contracts=ContractRegistry(store),
             key_store=key_store,
             decision_log=DecisionLog(logs[party]),
+            signing_key=load_broker_key(workdir, party),
         )
         brokers[party] = Server(app)
     world = World(
@@ -475,6 +488,29 @@ def test_an_enclave_launched_for_another_contract_refuses_to_run_this_one(
     assert "another contract" in event["message"]
     assert len(world.released(good.contract)) == released
     assert world.released(other) == []
+    assert not (tmp_path / "receipt.json").exists()
+
+
+def test_a_broker_signing_under_a_key_the_contract_does_not_pin_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = stranger.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    contract = world.contract("unpinned-broker", broker_keys={"hospital_b": pem})
+    world.sign(contract)
+    with pytest.raises(BrokerError, match="receipt does not verify"):
+        run_contract_job(
+            world.workdir,
+            world.store_url,
+            contract.hash,
+            allow_simulation=True,
+            launcher=world.launcher,
+            bundle=world.bundle,
+            outputs_dir=tmp_path,
+            timeout=300,
+        )
     assert not (tmp_path / "receipt.json").exists()
 
 

@@ -124,6 +124,7 @@ def serve(
     from cleanroom.broker import BrokerSettings, DecisionLog, create_app
     from cleanroom.client import Workspace
     from cleanroom.contract import ContractRegistry
+    from cleanroom.contract.workdir import load_broker_key
 
     check_simulation_root(simulation_root, insecure_simulation)
     if insecure_simulation and simulation_root is None and verifier_jwks is None:
@@ -140,6 +141,13 @@ def serve(
         secure_cookie=tls_cert is not None,
         veto_file=_veto_file(workdir, party),
     )
+    signing_key = load_broker_key(workdir, party)
+    if signing_key is None:
+        typer.secho(
+            f"note: {party} has no broker key in {workdir}/parties/{party}; receipts are signed "
+            "by a fresh key that no contract pins (create them with 'cleanroom contract keygen')",
+            err=True,
+        )
     workspace = Workspace(workdir=workdir, store_url=store)
     opened = workspace.open_store()
     service = create_app(
@@ -148,6 +156,7 @@ def serve(
         contracts=ContractRegistry(opened),
         key_store=workspace.key_store(party),
         decision_log=DecisionLog(workdir / "broker" / party / "decisions.jsonl"),
+        signing_key=signing_key,
     )
     if insecure_simulation:
         typer.secho(

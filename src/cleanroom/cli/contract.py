@@ -104,9 +104,11 @@ def keygen(
     ] = "ed25519",
     workdir: WorkdirOption = DEFAULT_WORKDIR,
 ) -> None:
-    """Create a party's signing key pair and recipient (sealed outputs) key pair.
+    """Create a party's signing, recipient (sealed outputs) and broker key pairs.
 
     Files go to <workdir>/parties/<party>/ (private keys mode 0600, never overwritten).
+    The broker key signs the party's broker tokens and release receipts; its public key
+    is pinned in contracts drafted with 'cleanroom contract init'.
 
     Example: cleanroom contract keygen --party hospital_a --algorithm p256
     """

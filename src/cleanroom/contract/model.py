@@ -127,6 +127,16 @@ def _check_signing_key(spec: str | Jwk) -> str | Jwk:
     return spec
 
 
+def _check_broker_key(spec: str | Jwk | None) -> str | Jwk | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str) and "PRIVATE KEY" in spec:
+        raise ValueError("expected a public key, got a private key (never share it)")
+    if VerifyingKey.parse(spec if isinstance(spec, str) else spec.as_dict()).algorithm != "p256":
+        raise ValueError("a broker key is an EC P-256 key (its receipts are ES256 JWTs)")
+    return spec
+
+
 def _check_recipient_key(spec: str | Jwk) -> str | Jwk:
     if isinstance(spec, str):
         if "PRIVATE KEY" in spec:
@@ -189,11 +199,29 @@ class Party(_Strict):
         "X25519, as PEM or JWK."
     )
 
+    broker_key: Annotated[PublicKeySpec | None, AfterValidator(_check_broker_key)] = Field(
+        default=None,
+        description="Public EC P-256 key of the party's broker (PEM or JWK). When given, the "
+        "enclave accepts the broker's release receipts only under this key, and anyone can "
+        "check the receipts in the ledger offline; when absent, the receipts are checked "
+        "against the key set the broker serves over the (TLS) connection.",
+    )
+
     @property
     def verifying_key(self) -> VerifyingKey:
         """The parsed :attr:`signing_key`."""
         spec = self.signing_key
         return VerifyingKey.parse(spec if isinstance(spec, str) else spec.as_dict())
+
+    @property
+    def broker_jwks(self) -> dict[str, Any] | None:
+        """The pinned :attr:`broker_key` as a JWK set, or ``None`` if the contract pins none."""
+        spec = self.broker_key
+        if spec is None:
+            return None
+        return {
+            "keys": [VerifyingKey.parse(spec if isinstance(spec, str) else spec.as_dict()).to_jwk()]
+        }
 
 
 class Dataset(_Strict):

@@ -6,6 +6,8 @@ Layout (every private key file mode 0600, never overwritten)::
     <workdir>/parties/<party>/signing-key.pub.pem    its public key (goes into the contract)
     <workdir>/parties/<party>/recipient-key.pem      P-256 private key that opens sealed outputs
     <workdir>/parties/<party>/recipient-key.pub.pem  its public key (goes into the contract)
+    <workdir>/parties/<party>/broker-key.pem         P-256 key the party's broker signs with
+    <workdir>/parties/<party>/broker-key.pub.pem     its public key (pinned in the contract)
     <workdir>/contract.json                          the drafted contract
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import ECKey
 
 from cleanroom.contract.keys import SignatureAlgorithm, SigningKey, VerifyingKey
 from cleanroom.contract.model import Contract
@@ -29,6 +32,8 @@ SIGNING_KEY = "signing-key.pem"
 SIGNING_PUB = "signing-key.pub.pem"
 RECIPIENT_KEY = "recipient-key.pem"
 RECIPIENT_PUB = "recipient-key.pub.pem"
+BROKER_KEY = "broker-key.pem"
+BROKER_PUB = "broker-key.pub.pem"
 CONTRACT_FILE = "contract.json"
 
 
@@ -70,11 +75,21 @@ class PartyKeyFiles:
         """The public recipient key file."""
         return self.directory / RECIPIENT_PUB
 
+    @property
+    def broker_key(self) -> Path:
+        """The private key the party's broker signs tokens and release receipts with."""
+        return self.directory / BROKER_KEY
+
+    @property
+    def broker_public_key(self) -> Path:
+        """The broker's public key file (pinned in the contract)."""
+        return self.directory / BROKER_PUB
+
 
 def generate_party_keys(
     workdir: str | os.PathLike[str], party: str, *, algorithm: SignatureAlgorithm = "ed25519"
 ) -> PartyKeyFiles:
-    """Create a party's signing and recipient key pairs (refuses to overwrite)."""
+    """Create a party's signing, recipient and broker key pairs (refuses to overwrite)."""
     files = PartyKeyFiles(party_dir(workdir, party))
     if files.signing_key.exists() or files.recipient_key.exists():
         raise ConfigurationError(f"party {party!r} already has keys in {files.directory}")
@@ -82,21 +97,40 @@ def generate_party_keys(
     signing = SigningKey.generate(algorithm)
     signing.save(files.signing_key)
     files.signing_public_key.write_text(signing.public_key.to_pem())
-    recipient = ec.generate_private_key(ec.SECP256R1())
+    _write_p256(files.recipient_key, files.recipient_public_key)
+    _write_p256(files.broker_key, files.broker_public_key)
+    return files
+
+
+def _write_p256(private_path: Path, public_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
     _write_private(
-        files.recipient_key,
-        recipient.private_bytes(
+        private_path,
+        key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
     )
-    files.recipient_public_key.write_bytes(
-        recipient.public_key().public_bytes(
+    public_path.write_bytes(
+        key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    return files
+
+
+def load_broker_key(workdir: str | os.PathLike[str], party: str) -> ECKey | None:
+    """The party's broker signing key, or ``None`` if the party has none (older work dirs)."""
+    path = PartyKeyFiles(party_dir(workdir, party)).broker_key
+    if not path.is_file():
+        return None
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        raise ConfigurationError(f"cannot read the broker key {str(path)!r}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ConfigurationError(f"the broker key {str(path)!r} is not an EC P-256 key")
+    return ECKey.import_key(key)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -151,14 +185,15 @@ def draft_contract(
         url = brokers.get(name)
         if url is None:
             raise ConfigurationError(f"no broker URL for party {name!r}")
-        entries.append(
-            {
-                "name": name,
-                "signing_key": signing.to_pem(),
-                "broker_url": url,
-                "recipient_key": _read(files.recipient_public_key, "the recipient key"),
-            }
-        )
+        entry = {
+            "name": name,
+            "signing_key": signing.to_pem(),
+            "broker_url": url,
+            "recipient_key": _read(files.recipient_public_key, "the recipient key"),
+        }
+        if files.broker_public_key.is_file():
+            entry["broker_key"] = _read(files.broker_public_key, "the broker key")
+        entries.append(entry)
     table, schema, min_rows = dataset
     metrics = list(algorithm["metrics"])
     document = {
@@ -193,5 +228,6 @@ __all__ = [
     "discover_parties",
     "draft_contract",
     "generate_party_keys",
+    "load_broker_key",
     "party_dir",
 ]

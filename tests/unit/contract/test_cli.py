@@ -45,6 +45,10 @@ def test_the_whole_flow(workdir: Path, capsys: pytest.CaptureFixture[str]) -> No
     contract = Contract.from_json((workdir / "contract.json").read_text())
     assert contract.party_names == ("hospital_a", "hospital_b")
     assert contract.party("hospital_b").broker_url == "http://127.0.0.1:8602"
+    # Each party's broker key is pinned: the enclave accepts its receipts under no other.
+    broker_pub = workdir / "parties" / "hospital_b" / "broker-key.pub.pem"
+    assert contract.party("hospital_b").broker_key == broker_pub.read_text()
+    assert (broker_pub.parent / "broker-key.pem").stat().st_mode & 0o777 == 0o600
     assert not contract.enclave.allow_simulation
     capsys.readouterr()
 

@@ -184,6 +184,29 @@ def test_recipient_keys_must_be_ecdh_capable(document: dict[str, Any]) -> None:
     _invalid(document, "recipient JWK")
 
 
+def test_a_pinned_broker_key_is_a_public_p256_key(document: dict[str, Any]) -> None:
+    plain = Contract.from_mapping(document)
+    assert plain.party("alpha").broker_jwks is None
+    broker = SigningKey.generate("p256")
+    document["parties"][0]["broker_key"] = broker.public_key.to_pem()
+    pinned = Contract.from_mapping(document)
+    assert pinned.party("alpha").broker_jwks == {"keys": [broker.public_key.to_jwk()]}
+    assert pinned.hash != plain.hash  # the pin is part of what the parties sign
+    document["parties"][0]["broker_key"] = broker.public_key.to_jwk()
+    assert (
+        Contract.from_mapping(document).party("alpha").broker_jwks
+        == pinned.party("alpha").broker_jwks
+    )
+    document["parties"][0]["broker_key"] = SigningKey.generate().public_key.to_pem()
+    _invalid(document, "EC P-256")
+    secret = broker.private_pem().decode()
+    document["parties"][0]["broker_key"] = secret
+    with pytest.raises(ContractError) as caught:
+        Contract.from_mapping(document)
+    assert "private key" in str(caught.value)
+    assert secret.splitlines()[1][:24] not in str(caught.value)
+
+
 def test_not_json_and_not_an_object() -> None:
     with pytest.raises(ContractError, match="not valid JSON"):
         Contract.from_json("{")
