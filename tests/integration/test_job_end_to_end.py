@@ -10,6 +10,7 @@ are not in force, revoked, or an enclave bundle with one changed byte get nothin
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cleanroom.broker import BrokerSettings, DecisionLog, create_app
+from cleanroom.broker.receipts import check_release_receipts
 from cleanroom.client import PartyClient
 from cleanroom.contract import Contract, ContractRegistry, SigningKey, sign_revocation
 from cleanroom.contract.workdir import PartyKeyFiles, generate_party_keys, load_broker_key
@@ -50,6 +52,7 @@ from cleanroom.errors import (
     BrokerError,
     ConsentMissing,
     DecryptionError,
+    LedgerError,
     PolicyViolation,
     TrainingError,
 )
@@ -394,6 +397,22 @@ def test_the_job_trains_seals_and_proves_what_it_did(
         assert kind in kinds
     assert kinds.count("keys.released") == len(PARTIES)
     assert ledger.warnings()  # simulated attestations are flagged
+    # Every key release is proven offline by the receipt of the party's own broker, under
+    # the broker key the contract pins — and a ledger whose receipts do not match is not.
+    assert check_release_receipts(entries, good.contract) == len(PARTIES)
+    with pytest.raises(LedgerError, match="another contract"):
+        check_release_receipts(entries, world.contract("receipts-other"))
+    forged = []
+    for entry in entries:
+        if entry.kind == "keys.released" and entry.payload["party"] == "hospital_b":
+            receipt = entry.payload["receipts"][0]
+            head_and_body, signature = receipt.rsplit(".", 1)
+            swapped = ("B" if signature[0] != "B" else "C") + signature[1:]
+            payload = {**entry.payload, "receipts": [f"{head_and_body}.{swapped}"]}
+            entry = dataclasses.replace(entry, payload=payload)
+        forged.append(entry)
+    with pytest.raises(LedgerError, match=r"\(hospital_b\): the release receipt does not verify"):
+        check_release_receipts(forged, good.contract)
     store.close()
 
     # The operator saw only sealed outputs, receipts, counts: no key, no recipient key.
@@ -579,6 +598,18 @@ def test_cli_run_and_model_open_give_the_same_model_again(
     assert hashlib.sha256(model_file.read_bytes()).hexdigest() == second["body"]["model"]["sha256"]
     # A party that receives no model has nothing to open.
     assert main(["model", "open", "--party", "hospital_c", "--outputs", str(out), *common]) != 0
+
+    # Anyone with the receipt and the contract checks the ledger and every key release.
+    contract_file = world.workdir / "cli-contract.json"
+    contract_file.write_bytes(contract.canonical_bytes())
+    capsys.readouterr()
+    verifying = ["ledger", "verify", "--ledger-id", second["body"]["ledger_id"]]
+    verifying += ["--public-key", str(out / "receipt.json"), *common]
+    assert main([*verifying, "--contract", str(contract_file)]) == 0
+    assert f"{len(PARTIES)} key-release receipts verify" in capsys.readouterr().out
+    contract_file.write_bytes(good.contract.canonical_bytes())
+    assert main([*verifying, "--contract", str(contract_file)]) == 80
+    assert "another contract" in capsys.readouterr().err
 
 
 def test_train_then_serve_scores_with_the_model_it_just_trained(world: World, good: Ran) -> None:

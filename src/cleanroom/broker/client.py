@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from joserfc import jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from cleanroom.attestation import report_data_for, request_ear_token, runtime_data_for
@@ -30,7 +28,8 @@ from cleanroom.tee import Platform
 
 from .jwe import new_ephemeral_key, tee_pubkey_of, unseal
 from .policy import CEK_TYPE
-from .service import RECEIPT_HEADER, RECEIPT_TYPE
+from .receipts import verify_receipt
+from .service import RECEIPT_HEADER
 
 #: KBS protocol version this client speaks.
 PROTOCOL_VERSION = "0.1.1"
@@ -48,17 +47,7 @@ class KeyRelease:
 
     def receipt_claims(self, broker_jwks: dict[str, Any] | KeySet) -> dict[str, Any]:
         """The receipt's claims after checking its signature against the broker's key set."""
-        if isinstance(broker_jwks, KeySet):
-            keys = broker_jwks
-        else:
-            keys = KeySet.import_key_set(broker_jwks)  # type: ignore[arg-type]
-        try:
-            decoded = jwt.decode(self.receipt, keys, algorithms=["ES256"])
-        except (JoseError, ValueError) as error:
-            raise BrokerError("the release receipt does not verify") from error
-        if decoded.header.get("typ") != RECEIPT_TYPE:
-            raise BrokerError("not a release receipt")
-        return dict(decoded.claims)
+        return verify_receipt(self.receipt, broker_jwks)
 
 
 def _refusal(reply: httpx.Response, step: str) -> Exception:

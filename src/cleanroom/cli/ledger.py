@@ -72,10 +72,21 @@ def verify(
         typer.Option("--head", help="A signed head (JSON): detects a truncated tail."),
     ] = None,
     ledger_id: LedgerIdOption = None,
+    contract: Annotated[
+        Path | None,
+        typer.Option(
+            "--contract",
+            help="A contract (JSON) pinning the brokers' keys: also check every key-release "
+            "receipt the ledger records under them.",
+        ),
+    ] = None,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
     store: StoreOption = None,
 ) -> None:
     """Verify chain, sequence and signatures offline; exit 80 naming the first bad seq.
+
+    With --contract, every key release the ledger records must carry a receipt signed by
+    that party's broker key (pinned in the contract), for this contract.
 
     Example: cleanroom ledger verify ledger.jsonl --public-key enclave.pub.pem --head head.json
     """
@@ -101,6 +112,20 @@ def verify(
         f"ledger {verified.ledger_id or '?'}: {verified.count} entries verify "
         f"(key sha256:{key.fingerprint[:16]}…, head {verified.head_hash}; {covered})"
     )
+    if contract is not None:
+        from cleanroom.broker.receipts import check_release_receipts
+        from cleanroom.contract import Contract
+
+        try:
+            text = contract.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise ConfigurationError(f"cannot read {str(contract)!r}") from None
+        pinned = Contract.from_json(text)
+        checked = check_release_receipts(entries, pinned)
+        typer.echo(
+            f"{checked} key-release receipts verify under the brokers' keys pinned in "
+            f"contract {pinned.hash[:16]}…"
+        )
 
 
 @ledger_app.command("export")
