@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
+from cleanroom.broker.receipts import check_release_receipts
 from cleanroom.client import ScoringClient, Workspace
 from cleanroom.contract import Contract, ContractRegistry, SigningKey, VerifyingKey
 from cleanroom.contract.keys import load_json_file
@@ -424,12 +425,14 @@ def verify_audit_ledger(state: DemoState, progress: Progress) -> None:
         entries = read_entries(store, outcome.ledger_id)
     head = LedgerHead.from_json(load_json_file(outcome.outputs_dir / "ledger-head.json"))
     verified = verify_ledger(entries, state.enclave_key, head=head)
+    receipts = check_release_receipts(verified.entries, state.contract)
     state.ledger_entries = verified.count
     state.ledger_verified = True
     kinds = sorted({e.kind for e in entries})
     progress.proved(
         f"ledger {outcome.ledger_id[:12]}…: {verified.count} signed, hash-chained entries verify "
-        f"({', '.join(kinds)})"
+        f"({', '.join(kinds)}); its {receipts} key releases carry receipts signed by each "
+        "hospital's own broker key, pinned in the contract"
     )
 
 
