@@ -175,6 +175,8 @@ class _Select:
         self._pushed, self._residual = split(plan.where, self._bindings)
         self._enclave_filter = touches_encrypted(self._residual, self._bindings)
         self._enclave_order = any(self._bindings[k.column].encrypted for k in plan.order)
+        # The enclave sorts as it scans: it keeps the ORDER BY values of the rows it keeps.
+        self._enclave_sort = self._enclave_order and not plan.is_aggregate
         self._table = _physical_table(prepared.dataset)
         self._top: int | None = None
         self._seed: int | None = None
@@ -319,11 +321,13 @@ class _Select:
             ids, batch = _take(ids, batch, positions)
         top = self._top
         enclave_top = top is not None and self._enclave_order
-        if self._enclave_filter or enclave_top:
+        if self._enclave_filter or self._enclave_sort:
             assert self._handle is not None
-            names = self._handle.scan_columns(top=enclave_top)
+            names = self._handle.scan_columns(top=enclave_top, sort=self._enclave_sort)
             hits = self._handle.scan(
-                {name: batch[name] for name in names}, top=top if enclave_top else None
+                {name: batch[name] for name in names},
+                top=top if enclave_top else None,
+                sort=self._enclave_sort,
             )
             ids, batch = _take(ids, batch, hits)
         elif self._residual:
@@ -378,7 +382,14 @@ class _Select:
         if plan.is_aggregate:
             return self._aggregate(kept, count)
         if plan.order and not push_order and count:
-            _, kept = _take(None, kept, self._order(kept), reorder=True)
+            if self._enclave_sort:
+                assert self._handle is not None
+                perm = self._handle.scanned_order()
+                if len(perm) != count:  # pragma: no cover - the scan kept what it returned
+                    raise QueryError("the enclave sorted another number of rows")
+            else:
+                perm = self._order(kept)
+            _, kept = _take(None, kept, perm, reorder=True)
         if plan.top is not None:
             kept = {name: values[: plan.top] for name, values in kept.items()}
             count = min(count, plan.top)

@@ -274,6 +274,7 @@ class EnclaveStatement:
         self._parallel_min_cells = parallel_min_cells
         self._pools: dict[str, CellWorkers] = {}
         self._scanned = False
+        self._sort_keys: list[dict[str, ColumnData]] = []
         self._columns = dict(columns)
         self._ciphers: dict[str, CellCipher] = {}
         for name, binding in self._columns.items():
@@ -384,25 +385,27 @@ class EnclaveStatement:
         assert isinstance(plan, SelectPlan)
         return ordering([(data[k.column], k.descending) for k in plan.order])
 
-    def scan_columns(self, *, top: bool = False) -> tuple[str, ...]:
-        """The columns :meth:`scan` reads: the residual predicate's, and ORDER BY's if ``top``."""
+    def scan_columns(self, *, top: bool = False, sort: bool = False) -> tuple[str, ...]:
+        """The columns :meth:`scan` reads: the residual predicate's, ORDER BY's if needed."""
         names = list(self.residual_columns)
-        if top:
+        if top or sort:
             names += self._order_columns()
         return tuple(dict.fromkeys(names))
 
     def scan(
-        self, batch: Mapping[str, Sequence[Any]], *, top: int | None = None
+        self, batch: Mapping[str, Sequence[Any]], *, top: int | None = None, sort: bool = False
     ) -> npt.NDArray[np.intp]:
         """Positions (ascending) of the rows of ``batch`` to keep.
 
         The rows where the residual predicate holds; with ``top``, only the first ``top`` of
         them by the ORDER BY (``TOP (n) … ORDER BY``: a batch's other rows cannot be in the
-        result). Each column is decrypted once, however many of the two steps read it.
+        result). With ``sort``, the enclave also keeps the ORDER BY values of those rows (in
+        its memory, like the keys) for :meth:`scanned_order`, so that sorting needs no
+        second decryption. Each column is decrypted once per call.
         """
         if top is not None and top < 0:
             raise QueryError("TOP must not be negative")
-        names = self.scan_columns(top=top is not None)
+        names = self.scan_columns(top=top is not None, sort=sort)
         first, self._scanned = not self._scanned, True
         if not names:
             rows = len(next(iter(batch.values()))) if batch else 0
@@ -411,12 +414,26 @@ class EnclaveStatement:
         # later calls of a pipelined scan come from a helper thread (see _select.pipelined).
         data = self._data(batch, names, may_fork=first)
         hits = evaluate(self._residual, data, self._params)
-        if top is None or len(hits) <= top:
-            return hits
         if len(hits) != len(next(iter(data.values()))):
             data = {name: column.take(hits) for name, column in data.items()}
-        chosen = self._ordering(data)[:top]
-        return np.sort(hits[chosen])
+        if top is not None and len(hits) > top:
+            chosen = np.sort(self._ordering(data)[:top])
+            hits = hits[chosen]
+            data = {name: column.take(chosen) for name, column in data.items()}
+        if sort:
+            self._sort_keys.append({name: data[name] for name in self._order_columns()})
+        return hits
+
+    def scanned_order(self) -> npt.NDArray[np.intp]:
+        """The permutation sorting every row kept so far by :meth:`scan` with ``sort=True``.
+
+        The rows are numbered in the order the scans returned them; the kept values are
+        then dropped.
+        """
+        names = self._order_columns()
+        parts, self._sort_keys = self._sort_keys, []
+        data = {name: ColumnData.concat([part[name] for part in parts]) for name in names}
+        return self._ordering(data)
 
     def extreme(
         self, function: Literal["min", "max"], column: str, cells: Sequence[Any]
@@ -470,6 +487,7 @@ class EnclaveStatement:
         """Stop the statement's decryption workers, zero its keys; the handle is then unusable."""
         pools = list(self._pools.values())
         self._pools.clear()
+        self._sort_keys = []
         for pool in pools:
             pool.close()
         _zero(list(self._keys.values()))

@@ -139,6 +139,19 @@ class ColumnData:
     def __len__(self) -> int:
         return len(self.null)
 
+    @classmethod
+    def concat(cls, parts: Sequence[ColumnData]) -> ColumnData:
+        """The rows of ``parts``, one after the other (all numeric or none)."""
+        if not parts:
+            return cls([], np.zeros(0, dtype=np.bool_), False)
+        null = np.concatenate([p.null for p in parts])
+        if all(p.numeric for p in parts):
+            return cls(np.concatenate([p.values for p in parts]), null, True)
+        values: list[Any] = []
+        for part in parts:
+            values.extend(part.values.tolist() if part.numeric else part.values)
+        return cls(values, null, False)
+
     def take(self, index: npt.NDArray[np.intp]) -> ColumnData:
         """The rows at ``index``, in that order."""
         if self.numeric:
