@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -13,6 +16,7 @@ from cleanroom.client import _ingest
 from cleanroom.crypto.cells import CellCipher, EncryptionType
 from cleanroom.crypto.keys import ColumnEncryptionKey
 from cleanroom.crypto.normalize import denormalize_many, normalize
+from cleanroom.crypto.parallel import CellWorkers, PendingCells, default_workers, fork_available
 from cleanroom.crypto.wrapping import (
     WrappedKey,
     sign_cmk_metadata,
@@ -43,6 +47,12 @@ ProgressCallback = Callable[[int, int], None]
 
 DEFAULT_BATCH_SIZE = 10_000
 
+#: Imports with fewer cells than this encrypt in this process: starting worker processes
+#: would cost more than it saves.
+PARALLEL_MIN_CELLS = 50_000
+#: At most this many cells are encrypted ahead of the insert (about 100 bytes each).
+_AHEAD_CELLS = 2_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class PartyKeys:
@@ -69,6 +79,12 @@ class PartyClient:
         client.create_dataset()                  # the built-in MedicalRecord table
         client.import_csv("hospital_a.csv")      # validated, encrypted, one transaction
         client.read(limit=5)                     # decrypted with the party's own keys
+
+    A large import encrypts on ``workers`` processes forked for that import (default:
+    :func:`cleanroom.crypto.parallel.default_workers`; ``0`` or ``1``: in this process),
+    each batch of rows as soon as it is validated, while the next ones are still being
+    checked and earlier ones written; see :class:`cleanroom.crypto.CellWorkers`. The cells
+    are the same either way.
     """
 
     def __init__(
@@ -78,10 +94,14 @@ class PartyClient:
         *,
         party: str,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int | None = None,
     ) -> None:
         self._party = check_identifier(party, "a party name")
         if batch_size < 1:
             raise ConfigurationError("batch_size must be at least 1")
+        if workers is not None and workers < 0:
+            raise ConfigurationError("workers must be at least 0")
+        self._workers = workers
         self._store = store
         self._key_store = key_store
         self._batch_size = batch_size
@@ -271,7 +291,7 @@ class PartyClient:
         of an encrypted column), and nothing is written. The load is one transaction.
         """
         info = self.dataset(dataset)
-        return self._load(info, _ingest.read_csv(path, info.schema), progress)
+        return self._load(info, functools.partial(_ingest.read_csv, path, info.schema), progress)
 
     def import_dataframe(
         self,
@@ -282,7 +302,9 @@ class PartyClient:
     ) -> int:
         """Like :meth:`import_csv`, for a pandas DataFrame (errors name the row position)."""
         info = self.dataset(dataset)
-        return self._load(info, _ingest.read_dataframe(frame, info.schema), progress)
+        return self._load(
+            info, functools.partial(_ingest.read_dataframe, frame, info.schema), progress
+        )
 
     def import_records(
         self,
@@ -293,28 +315,45 @@ class PartyClient:
     ) -> int:
         """Like :meth:`import_csv`, for a sequence of ``{column: value}`` mappings."""
         info = self.dataset(dataset)
-        return self._load(info, _ingest.read_records(records, info.schema), progress)
+        return self._load(
+            info, functools.partial(_ingest.read_records, records, info.schema), progress
+        )
 
     def _load(
-        self, info: DatasetInfo, data: _ingest.Columns, progress: ProgressCallback | None
+        self,
+        info: DatasetInfo,
+        read: Callable[..., _ingest.Columns],
+        progress: ProgressCallback | None,
     ) -> int:
-        ciphers = {spec.name: self._cipher(spec) for spec in info.schema.columns if spec.encrypted}
-        total = data.rows
+        ciphers: dict[str, CellCipher] = {}
+        shared: dict[tuple[str | None, str], CellCipher] = {}
+        for spec in info.schema.columns:
+            if spec.encrypted:
+                kind = (spec.cek, spec.encryption)
+                if kind not in shared:
+                    shared[kind] = self._cipher(spec)
+                ciphers[spec.name] = shared[kind]
         size = self._batch_size
+        with _ColumnEncryption(ciphers, batch_size=size, workers=self._workers) as encryption:
+            # Each batch starts encrypting (on the workers) as soon as it is validated;
+            # nothing is written before the whole input has been validated.
+            data = read(ready=encryption.ready, chunk_rows=size)
+            total = data.rows
 
-        def batches() -> Iterator[dict[str, list[Any]]]:
-            for start in range(0, total, size):
-                stop = min(start + size, total)
-                batch: dict[str, list[Any]] = {}
-                for name, values in data.values.items():
-                    chunk = values[start:stop]
-                    cipher = ciphers.get(name)
-                    batch[name] = chunk if cipher is None else _encrypt_column(cipher, chunk)
-                yield batch
-                if progress is not None:
-                    progress(stop, total)
+            def batches() -> Iterator[dict[str, list[Any]]]:
+                for number, start in enumerate(range(0, total, size)):
+                    stop = min(start + size, total)
+                    batch: dict[str, list[Any]] = {}
+                    for name, values in data.values.items():
+                        chunk = values[start:stop]
+                        if name in ciphers:
+                            chunk = encryption.take(name, number, chunk)
+                        batch[name] = chunk
+                    yield batch
+                    if progress is not None:
+                        progress(stop, total)
 
-        written = self._store.load(info, batches())
+            written = self._store.load(info, batches())
         _log.info("party %s imported %d rows into %s", self._party, written, info.name)
         return written
 
@@ -422,6 +461,97 @@ class PartyClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _ColumnEncryption:
+    """The encrypted columns of one import, encrypted batch by batch ahead of the insert.
+
+    ``ready(number, rows, columns)`` receives each batch of normalized encrypted columns as
+    soon as it is validated (batch ``number`` holds rows ``number * batch_size`` onwards).
+    If the import is large (:data:`PARALLEL_MIN_CELLS`), each batch goes at once to worker
+    processes (one :class:`CellWorkers` per distinct key and encryption type), up to
+    :data:`_AHEAD_CELLS` cells ahead of the insert, so encryption overlaps validation and
+    the insert. ``take(name, number, chunk)`` returns batch ``number`` of a column as
+    cells; small imports encrypt there, in this process. Closing stops the workers.
+    """
+
+    def __init__(
+        self, ciphers: Mapping[str, CellCipher], *, batch_size: int, workers: int | None
+    ) -> None:
+        self._ciphers = ciphers
+        self._size = batch_size
+        self._workers = workers
+        self._parallel: bool | None = None  # decided at the first batch
+        self._pools: dict[int, CellWorkers] = {}
+        self._waiting: collections.deque[tuple[str, int, list[bytes | None]]] = collections.deque()
+        self._sent: dict[tuple[str, int], _Sent] = {}
+        self._held = 0  # cells sent and not yet taken
+        self._stack = contextlib.ExitStack()
+
+    def ready(self, number: int, rows: int, columns: Mapping[str, list[bytes | None]]) -> None:
+        if self._parallel is None:
+            workers = default_workers() if self._workers is None else self._workers
+            cells = rows * len(self._ciphers)
+            self._parallel = cells >= PARALLEL_MIN_CELLS and workers > 1 and fork_available()
+        if self._parallel:
+            self._waiting.extend((name, number, values) for name, values in columns.items())
+            self._fill()
+
+    def take(self, name: str, number: int, chunk: list[bytes | None]) -> list[bytes | None]:
+        sent = self._sent.pop((name, number), None)
+        if sent is None:
+            if self._parallel:  # pragma: no cover - batches are sent in the order taken
+                raise AssertionError("an encrypted batch was taken before it was sent")
+            return _encrypt_column(self._ciphers[name], chunk)
+        self._held -= sent.count
+        self._fill()
+        return sent.result()
+
+    def _fill(self) -> None:
+        while self._waiting and self._held < _AHEAD_CELLS:
+            name, number, values = self._waiting.popleft()
+            pool = self._pool(name)
+            if None not in values:
+                sent = _Sent(pool.submit_encrypt(values), None, len(values))  # type: ignore[arg-type]
+            else:
+                present = [i for i, v in enumerate(values) if v is not None]
+                cells = pool.submit_encrypt([values[i] for i in present])  # type: ignore[misc]
+                sent = _Sent(cells, present, len(values))
+            self._sent[(name, number)] = sent
+            self._held += sent.count
+
+    def _pool(self, name: str) -> CellWorkers:
+        # Columns under the same key and encryption type share one cipher, so one pool.
+        cipher = self._ciphers[name]
+        pool = self._pools.get(id(cipher))
+        if pool is None:
+            pool = self._stack.enter_context(CellWorkers(cipher, workers=self._workers))
+            self._pools[id(cipher)] = pool
+        return pool
+
+    def __enter__(self) -> _ColumnEncryption:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """One batch of one column on its way through the workers (NULLs stay here)."""
+
+    pending: PendingCells
+    present: list[int] | None  # the non-NULL positions, or None if there is no NULL
+    count: int
+
+    def result(self) -> list[bytes | None]:
+        cells = self.pending.result()
+        if self.present is None:
+            return list(cells)
+        out: list[bytes | None] = [None] * self.count
+        for index, cell in zip(self.present, cells, strict=True):
+            out[index] = cell
+        return out
 
 
 def _encrypt_column(cipher: CellCipher, values: list[bytes | None]) -> list[bytes | None]:

@@ -35,7 +35,24 @@ class Columns:
     rows: int
 
 
-def read_csv(path: str | Path, schema: DatasetSchema) -> Columns:
+#: Rows validated at a time: a bad value is reported from the first chunk that has one.
+CHUNK_ROWS = 10_000
+
+#: ``ready(number, rows, columns)``: called for each chunk of ``chunk_rows`` rows as soon as
+#: it is validated, with the chunk's number, the total row count and the chunk's normalized
+#: encrypted columns, so that their encryption can start while later chunks are checked.
+#: The whole input is still validated before ``read_*`` returns; after an error the
+#: caller must discard whatever it started.
+ColumnReady = Callable[[int, int, Mapping[str, list[bytes | None]]], None]
+
+
+def read_csv(
+    path: str | Path,
+    schema: DatasetSchema,
+    *,
+    ready: ColumnReady | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Columns:
     """Read and validate a CSV file whose header names the schema's columns."""
     file = Path(path)
     try:
@@ -72,10 +89,18 @@ def read_csv(path: str | Path, schema: DatasetSchema) -> Columns:
         name: [None if v == "" else v for v in values]
         for name, values in zip(schema.column_names, raw, strict=True)
     }
-    return _validate(columns, schema, len(lines), lambda i: f"{file}: line {lines[i]}")
+    return _validate(
+        columns, schema, len(lines), lambda i: f"{file}: line {lines[i]}", ready, chunk_rows
+    )
 
 
-def read_dataframe(frame: pd.DataFrame, schema: DatasetSchema) -> Columns:
+def read_dataframe(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    *,
+    ready: ColumnReady | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Columns:
     """Validate a DataFrame whose columns are the schema's columns (any order)."""
     names = [str(c) for c in frame.columns]
     order = _header_order(names, schema, where="DataFrame")
@@ -83,17 +108,23 @@ def read_dataframe(frame: pd.DataFrame, schema: DatasetSchema) -> Columns:
         spec.name: frame.iloc[:, index].tolist()
         for spec, index in zip(schema.columns, order, strict=True)
     }
-    return _validate(columns, schema, len(frame), lambda i: f"DataFrame row {i}")
+    return _validate(columns, schema, len(frame), lambda i: f"DataFrame row {i}", ready, chunk_rows)
 
 
-def read_records(records: Sequence[Mapping[str, Any]], schema: DatasetSchema) -> Columns:
+def read_records(
+    records: Sequence[Mapping[str, Any]],
+    schema: DatasetSchema,
+    *,
+    ready: ColumnReady | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Columns:
     """Validate a sequence of row mappings (each must have exactly the schema's columns)."""
     wanted = set(schema.column_names)
     for index, record in enumerate(records):
         if set(record) != wanted:
             raise SchemaError(f"record {index}: its keys are not the schema's columns")
     columns = {name: [r[name] for r in records] for name in schema.column_names}
-    return _validate(columns, schema, len(records), lambda i: f"record {i}")
+    return _validate(columns, schema, len(records), lambda i: f"record {i}", ready, chunk_rows)
 
 
 def _header_order(header: Sequence[str], schema: DatasetSchema, *, where: str) -> list[int]:
@@ -120,11 +151,27 @@ def _validate(
     schema: DatasetSchema,
     rows: int,
     where: Callable[[int], str],
+    ready: ColumnReady | None,
+    chunk_rows: int,
 ) -> Columns:
-    out: dict[str, list[Any]] = {}
-    for spec in schema.columns:
-        typed = _coerce_column(spec, columns[spec.name], where)
-        out[spec.name] = _normalize_column(spec, typed, where) if spec.encrypted else typed
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+    out: dict[str, list[Any]] = {spec.name: [] for spec in schema.columns}
+    for number, start in enumerate(range(0, rows, chunk_rows)):
+
+        def at(index: int, start: int = start) -> str:
+            return where(start + index)
+
+        encrypted: dict[str, list[bytes | None]] = {}
+        for spec in schema.columns:
+            values = columns[spec.name]
+            part = values if rows <= chunk_rows else values[start : start + chunk_rows]
+            typed = _coerce_column(spec, part, at)
+            if spec.encrypted:
+                typed = encrypted[spec.name] = _normalize_column(spec, typed, at)
+            out[spec.name] += typed
+        if ready is not None and encrypted:
+            ready(number, rows, encrypted)
     return Columns(values=out, rows=rows)
 
 
@@ -146,24 +193,28 @@ def _normalize_column(
     spec: ColumnSpec, values: list[Any], where: Callable[[int], str]
 ) -> list[bytes | None]:
     sql_type = spec.column_type.sql_type
-    present = [i for i, v in enumerate(values) if v is not None]
     try:
         if spec.column_type.is_integer:
             # Integer columns have few distinct values (ages, codes): normalize each once.
-            memo: dict[Any, bytes] = {}
-            for value in {values[i] for i in present}:
-                memo[value] = normalize(value, sql_type)
-            normalized = [memo[values[i]] for i in present]
-        else:
-            normalized = normalize_many([values[i] for i in present], sql_type)
+            memo: dict[Any, bytes | None] = {
+                value: normalize(value, sql_type) for value in set(values) if value is not None
+            }
+            memo[None] = None
+            return list(map(memo.__getitem__, values))
+        present = [i for i, v in enumerate(values) if v is not None]
+        normalized = normalize_many([values[i] for i in present], sql_type)
     except NormalizationError:
-        for index in present:  # find the first bad one, for the message
+        for index, value in enumerate(values):  # find the first bad one, for the message
+            if value is None:
+                continue
             try:
-                normalize(values[index], sql_type)
+                normalize(value, sql_type)
             except NormalizationError as error:
                 # The normalizer's messages name the type, never the value.
                 raise SchemaError(f"{where(index)}, column {spec.name!r}: {error}") from None
         raise
+    if len(present) == len(values):
+        return list(normalized)
     out: list[bytes | None] = [None] * len(values)
     for index, data in zip(present, normalized, strict=True):
         out[index] = data
