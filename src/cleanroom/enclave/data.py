@@ -75,14 +75,23 @@ _CELL_HEADERS = _CellHeaders()
 def _digest_batch(hasher: Any, batch: Sequence[tuple[Any, ...]]) -> None:
     """:func:`_digest_value` of every value of every row, in one ``update`` per batch.
 
-    When every value is a cell (the usual case: every column encrypted, none NULL) the
-    framing is built with C-level ``map`` calls, not a Python loop per value.
+    When every value is a cell or NULL (the usual case: every column encrypted) the
+    framing is built with C-level ``map`` calls, not a Python call per value.
     """
     flat = list(chain.from_iterable(batch))
-    if set(map(type, flat)) <= {bytes}:
+    types = set(map(type, flat))
+    if types <= {bytes, type(None)}:
+        nulls = [i for i, value in enumerate(flat) if value is None] if len(types) > 1 else []
+        cells = flat
+        if nulls:
+            cells = flat.copy()
+            for i in nulls:
+                cells[i] = b""
         parts: list[bytes] = [b""] * (2 * len(flat))
-        parts[0::2] = map(_CELL_HEADERS.__getitem__, map(len, flat))
-        parts[1::2] = flat
+        parts[0::2] = map(_CELL_HEADERS.__getitem__, map(len, cells))
+        parts[1::2] = cells
+        for i in nulls:
+            parts[2 * i] = b"\x00"
         hasher.update(b"".join(parts))
         return
     slow: list[bytes] = []

@@ -126,7 +126,10 @@ def _spec_digest(rows: list[tuple[Any, ...]]) -> str:
 @pytest.mark.parametrize(
     "rows",
     [
-        [(b"\x01" * 65, b"\x02" * 81), (b"", b"\x03" * 65)],  # cells only (the fast path)
+        [(b"\x01" * 65, b"\x02" * 81), (b"", b"\x03" * 65)],  # cells of several sizes
+        [(b"\x01" * 65, b"\x02" * 65), (b"\x04" * 65, b"\x03" * 65)],  # one size (numpy)
+        [(b"",), (b"",)],
+        [(b"\x01" * 65, None), (None, b"\x03" * 65), (b"", None)],  # cells and NULLs
         [(b"\x01" * 65, None), (7, "é"), (None, 2.5)],  # NULLs and plaintext columns
         [],
     ],
