@@ -339,12 +339,15 @@ class _Select:
     def _fetch_rows(
         self, conn: Connection, ids: npt.NDArray[np.int64], names: list[str]
     ) -> dict[str, list[Any]]:
-        """``names`` of the rows ``ids`` (ascending), read by row id in chunks."""
+        """``names`` of the rows ``ids``, in that order, read by row id in chunks."""
+        # The scan returns rows by row id, or in a plaintext ORDER BY done by the database.
+        order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
+        wanted = ids if order is None else ids[order]
         out: dict[str, list[Any]] = {name: [] for name in names}
         row_id = self._table.c[ROW_ID]
         columns = [self._physical(n) for n in names]
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start : start + _ID_CHUNK]
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
             query = (
                 sa.select(row_id, *columns)
                 .where(row_id.in_([int(i) for i in chunk]))
@@ -360,7 +363,11 @@ class _Select:
                     chunk = chunk[len(got) :]
             if len(chunk):
                 raise StorageError(_CHANGED)
-        return out
+        if order is None:
+            return out
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        return _take(None, out, back, reorder=True)[1]
 
     def _candidates(
         self, ids: npt.NDArray[np.int64] | None, batch: dict[str, list[Any]], top: int

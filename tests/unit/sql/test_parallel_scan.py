@@ -241,3 +241,25 @@ def test_the_client_decrypts_a_large_result_in_workers(
     assert setup.parallel.execute(sql).fetchall() == setup.serial.execute(sql).fetchall()
     assert len(made) == 1  # one key, one pool for the three encrypted columns
     assert multiprocessing.active_children() == []
+
+
+def test_rows_read_by_id_after_the_scan_keep_a_plaintext_order(setup: Setup) -> None:
+    # The database sorts by the plaintext column; the enclave filters on an encrypted one;
+    # the other output columns are then read by row id, and must follow that order.
+    rows = _rows()
+    expected = [
+        (r["word"], r["n"], r["plain"])
+        for r in sorted(rows, key=lambda r: r["plain"], reverse=True)
+        if r["n"] is not None and r["n"] < 50
+    ]
+    sql = "SELECT word, n, plain FROM Big WHERE n < ? ORDER BY plain DESC"
+    assert setup.parallel.execute(sql, (50,)).fetchall() == expected
+    top = "SELECT TOP (5) word, x FROM Big WHERE n < ? ORDER BY plain DESC"
+    assert (
+        setup.parallel.execute(top, (50,)).fetchall()
+        == [
+            (r["word"], r["x"])
+            for r in sorted(rows, key=lambda r: r["plain"], reverse=True)
+            if r["n"] is not None and r["n"] < 50
+        ][:5]
+    )
