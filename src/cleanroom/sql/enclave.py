@@ -51,6 +51,7 @@ from cleanroom.sql.evaluate import (
     ordering,
     plain_column,
     split,
+    top_candidates,
 )
 from cleanroom.sql.parser import (
     AlterColumnPlan,
@@ -417,12 +418,25 @@ class EnclaveStatement:
         if len(hits) != len(next(iter(data.values()))):
             data = {name: column.take(hits) for name, column in data.items()}
         if top is not None and len(hits) > top:
-            chosen = np.sort(self._ordering(data)[:top])
+            chosen = self._first(data, top)
             hits = hits[chosen]
             data = {name: column.take(chosen) for name, column in data.items()}
         if sort:
             self._sort_keys.append({name: data[name] for name in self._order_columns()})
         return hits
+
+    def _first(self, data: Mapping[str, ColumnData], top: int) -> npt.NDArray[np.intp]:
+        """Positions (ascending) of the first ``top`` rows of ``data`` by the ORDER BY."""
+        plan = self._plan
+        assert isinstance(plan, SelectPlan)
+        key = plan.order[0]
+        # Sort only the rows that can be among the first: those whose first key is no
+        # further than the top-th value (ties included); the stable sort of that subset in
+        # row order is the full sort restricted to it.
+        few = top_candidates(data[key.column], top, descending=key.descending)
+        if len(few) < len(data[key.column]):
+            data = {name: column.take(few) for name, column in data.items()}
+        return np.sort(few[self._ordering(data)[:top]])
 
     def scanned_order(self) -> npt.NDArray[np.intp]:
         """The permutation sorting every row kept so far by :meth:`scan` with ``sort=True``.

@@ -451,6 +451,36 @@ def ordering(keys: Sequence[tuple[ColumnData, bool]]) -> npt.NDArray[np.intp]:
     return perm
 
 
+def top_candidates(column: ColumnData, top: int, *, descending: bool) -> npt.NDArray[np.intp]:
+    """Positions (ascending) of a superset of the first ``top`` rows sorted by ``column``.
+
+    Sorted as :func:`ordering` does: NULLs first ascending, last descending. For numbers,
+    the rows up to the ``top``-th value (found by ``np.partition``, ties kept); otherwise
+    every row.
+    """
+    rows = len(column)
+    everything = np.arange(rows, dtype=np.intp)
+    if not column.numeric or top >= rows:
+        return everything
+    known = ~column.null
+    values = column.values[known]
+    if values.dtype.kind == "f" and bool(np.isnan(values).any()):
+        return everything
+    if top <= 0:
+        return everything[:0]
+    nulls = rows - len(values)
+    if not descending:
+        if nulls >= top:
+            return np.flatnonzero(column.null)
+        need = top - nulls
+        kth = np.partition(values, need - 1)[need - 1]
+        return np.flatnonzero(column.null | (known & (column.values <= kth)))
+    if len(values) < top:
+        return everything
+    kth = np.partition(values, len(values) - top)[len(values) - top]
+    return np.flatnonzero(known & (column.values >= kth))
+
+
 def extreme(column: ColumnData, function: Literal["min", "max"]) -> int | None:
     """Position of the first minimum/maximum non-NULL value, or ``None`` if all are NULL."""
     known = np.flatnonzero(~column.null)
@@ -476,6 +506,7 @@ __all__ = [
     "ordering",
     "plain_column",
     "split",
+    "top_candidates",
     "touches_encrypted",
     "typed_values",
 ]
