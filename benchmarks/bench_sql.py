@@ -33,6 +33,7 @@ from cleanroom.crypto import CellCipher, EncryptionType, normalize_many
 from cleanroom.crypto.parallel import default_workers
 from cleanroom.keystores import LocalKeyStore
 from cleanroom.sql import AttestationSettings, Connection, QueryEngine, connect, simulated_enclave
+from cleanroom.sql.cursor import CLIENT_PARALLEL_MIN_CELLS
 from cleanroom.sql.engine import DEFAULT_BATCH_SIZE, paused_gc
 from cleanroom.store import ColumnSpec, DatasetSchema, open_store
 from cleanroom.tee import SimulatedLauncher
@@ -176,8 +177,8 @@ def main() -> None:
             "never pickled) a helper thread lets the host fetch the next. The enclave "
             "compares the decrypted integers with numpy, keeps the sort values of the rows it "
             "keeps (an encrypted ORDER BY decrypts each cell once in the enclave), and "
-            f"returns row positions; the client decrypts a result of 65,536 cells or more in "
-            f"{workers} worker processes too.",
+            "returns row positions; the client decrypts a result column of "
+            f"{CLIENT_PARALLEL_MIN_CELLS:,} cells or more in {workers} worker processes too.",
             "",
             "| query | rows returned | plaintext column | encrypted column | ratio |",
             "|---|---:|---:|---:|---:|",
