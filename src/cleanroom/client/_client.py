@@ -345,10 +345,10 @@ class PartyClient:
                     stop = min(start + size, total)
                     batch: dict[str, list[Any]] = {}
                     for name, values in data.values.items():
-                        chunk = values[start:stop]
                         if name in ciphers:
-                            chunk = encryption.take(name, number, chunk)
-                        batch[name] = chunk
+                            batch[name] = encryption.take(name, number, values, start, stop)
+                        else:
+                            batch[name] = values[start:stop]
                     yield batch
                     if progress is not None:
                         progress(stop, total)
@@ -471,7 +471,7 @@ class _ColumnEncryption:
     If the import is large (:data:`PARALLEL_MIN_CELLS`), each batch goes at once to worker
     processes (one :class:`CellWorkers` per distinct key and encryption type), up to
     :data:`_AHEAD_CELLS` cells ahead of the insert, so encryption overlaps validation and
-    the insert. ``take(name, number, chunk)`` returns batch ``number`` of a column as
+    the insert. ``take(name, number, values, start, stop)`` returns batch ``number`` of a column as
     cells; small imports encrypt there, in this process. Closing stops the workers.
     """
 
@@ -497,12 +497,14 @@ class _ColumnEncryption:
             self._waiting.extend((name, number, values) for name, values in columns.items())
             self._fill()
 
-    def take(self, name: str, number: int, chunk: list[bytes | None]) -> list[bytes | None]:
+    def take(
+        self, name: str, number: int, values: list[bytes | None], start: int, stop: int
+    ) -> list[bytes | None]:
         sent = self._sent.pop((name, number), None)
         if sent is None:
             if self._parallel:  # pragma: no cover - batches are sent in the order taken
                 raise AssertionError("an encrypted batch was taken before it was sent")
-            return _encrypt_column(self._ciphers[name], chunk)
+            return _encrypt_column(self._ciphers[name], values[start:stop])
         self._held -= sent.count
         self._fill()
         return sent.result()
@@ -547,7 +549,7 @@ class _Sent:
     def result(self) -> list[bytes | None]:
         cells = self.pending.result()
         if self.present is None:
-            return list(cells)
+            return cells  # type: ignore[return-value]  # a fresh list; no NULL in this batch
         out: list[bytes | None] = [None] * self.count
         for index, cell in zip(self.present, cells, strict=True):
             out[index] = cell
