@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from cleanroom.attestation import AttestationPolicy
 from cleanroom.client import PartyClient
 from cleanroom.crypto import CellWorkers
-from cleanroom.errors import DecryptionError, QueryError
+from cleanroom.errors import ConfigurationError, DecryptionError, QueryError
 from cleanroom.keystores import LocalKeyStore
 from cleanroom.sql import AttestationSettings, Connection, QueryEngine, connect, simulated_enclave
 from cleanroom.sql import enclave as enclave_module
@@ -193,9 +193,14 @@ def test_a_tampered_cell_in_a_parallel_batch_fails_as_in_the_serial_path(
     assert multiprocessing.active_children() == []
 
 
-def test_decrypt_workers_must_not_be_negative(launcher: SimulatedLauncher) -> None:
+def test_decrypt_workers_must_not_be_negative(launcher: SimulatedLauncher, tmp_path: Path) -> None:
     with pytest.raises(QueryError, match="decrypt_workers"):
         simulated_enclave(launcher, decrypt_workers=-1)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    engine = QueryEngine(store)
+    with pytest.raises(ConfigurationError, match="decrypt_workers"):
+        connect(engine, LocalKeyStore(tmp_path / "keys"), party="p", decrypt_workers=-1)
+    store.close()
 
 
 def test_pipelined_keeps_order_and_works_the_first_item_on_the_callers_thread() -> None:
