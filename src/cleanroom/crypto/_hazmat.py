@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NoReturn
 
 import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -218,20 +219,64 @@ def decrypt_cells(keys: DerivedKeys, cells: Sequence[bytes]) -> list[bytes] | No
     error can only come from a cell that the key holder itself produced wrongly; callers
     turn ``None`` into one fixed error, so nothing tells one failure from another.
     """
+    out: list[bytes] = [b""] * len(cells)
+    for chunk, blocks in _decrypt_chunks(keys, cells):
+        if blocks is None:
+            return None
+        plain, pad = blocks
+        packed = plain.tobytes()
+        width = plain.shape[1]
+        ends = (np.arange(1, len(pad) + 1) * width - pad).tolist()
+        _put(out, chunk, [packed[k * width : end] for k, end in enumerate(ends)])
+    return out
+
+
+def decrypt_cells_array(
+    keys: DerivedKeys, cells: Sequence[bytes]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None:
+    """:func:`decrypt_cells` as one array: plaintexts left-aligned in rows of the longest
+    padded width (zero-filled), and each plaintext's length; ``None`` as there.
+
+    No per-cell Python object is made: fixed-width plaintexts (every integer type is 8
+    bytes) are then read with one ``numpy`` view.
+    """
+    n = len(cells)
+    parts: list[tuple[range | list[int], npt.NDArray[np.uint8], npt.NDArray[np.int64]]] = []
+    for chunk, blocks in _decrypt_chunks(keys, cells):
+        if blocks is None:
+            return None
+        plain, pad = blocks
+        parts.append((chunk, plain, plain.shape[1] - pad))
+    width = max((plain.shape[1] for _, plain, _ in parts), default=0)
+    if len(parts) == 1 and len(parts[0][0]) == n:
+        return parts[0][1], parts[0][2]
+    out = np.zeros((n, width), dtype=np.uint8)
+    lengths = np.zeros(n, dtype=np.int64)
+    for chunk, plain, size in parts:
+        rows = np.arange(chunk.start, chunk.stop) if isinstance(chunk, range) else np.array(chunk)
+        out[rows, : plain.shape[1]] = plain
+        lengths[rows] = size
+    return out, lengths
+
+
+def _decrypt_chunks(
+    keys: DerivedKeys, cells: Sequence[bytes]
+) -> Iterator[tuple[range | list[int], tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None]]:
+    """Per chunk of equal-length cells: its indices and (plaintext blocks, pad lengths),
+    or ``None`` for the first chunk that fails (then nothing more)."""
     lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
     if bool(np.any((lengths < MIN_CELL_LENGTH) | ((lengths - HEADER_LENGTH) % BLOCK != 0))):
-        return None
+        yield range(0), None
+        return
     decryptor = Cipher(algorithms.AES(keys.enc_key), modes.ECB()).decryptor()  # noqa: S305 — CBC built by hand
     copy_mac = _keyed_hmac(keys.mac_key).copy
-    out: list[bytes] = [b""] * len(cells)
     for length, indices in _groups_by_length(cells):
         for start in range(0, len(indices), CHUNK):
             chunk = indices[start : start + CHUNK]
-            plain = _decrypt_equal_length(decryptor, copy_mac, _take(cells, chunk), length)
-            if plain is None:
-                return None
-            _put(out, chunk, plain)
-    return out
+            blocks = _decrypt_equal_length(decryptor, copy_mac, _take(cells, chunk), length)
+            yield chunk, blocks
+            if blocks is None:
+                return
 
 
 _POSITIONS = np.arange(BLOCK, dtype=np.int16)
@@ -239,7 +284,8 @@ _POSITIONS = np.arange(BLOCK, dtype=np.int16)
 
 def _decrypt_equal_length(
     decryptor: Any, copy_mac: Any, batch: list[bytes], length: int
-) -> list[bytes] | None:
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None:
+    """Plaintext blocks ``(n, blocks × 16)`` of equal-length cells and each one's pad length."""
     n = len(batch)
     blocks = (length - HEADER_LENGTH) // BLOCK
     cells = np.frombuffer(b"".join(batch), dtype=np.uint8).reshape(n, length)
@@ -264,7 +310,4 @@ def _decrypt_equal_length(
     valid = (pad >= 1) & (pad <= BLOCK) & np.all(~in_pad | (last == pad[:, None]), axis=1)
     if not bool(np.all(valid)):
         return None
-    packed = plain.tobytes()
-    width = blocks * BLOCK
-    ends = (np.arange(1, n + 1) * width - pad).tolist()
-    return [packed[k * width : end] for k, end in enumerate(ends)]
+    return plain.reshape(n, blocks * BLOCK), pad.astype(np.int64)

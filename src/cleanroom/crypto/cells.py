@@ -11,6 +11,9 @@ import enum
 from collections.abc import Sequence
 from typing import NoReturn
 
+import numpy as np
+import numpy.typing as npt
+
 from cleanroom.crypto import _hazmat
 from cleanroom.crypto.keys import ColumnEncryptionKey, as_key
 from cleanroom.errors import DecryptionError
@@ -98,6 +101,30 @@ class CellCipher:
         if plain is None:
             raise DecryptionError()
         return plain
+
+    def decrypt_array(
+        self, cells: Sequence[bytes]
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """:meth:`decrypt_many` without a bytes object per cell: a ``uint8`` array with one
+        row per cell (plaintext left-aligned, zero-filled to the longest padded width) and
+        the plaintext lengths; raises if any cell is bad.
+
+        Example: ``plain, lengths = cipher.decrypt_array(cells)``; when every length is 8
+        (integer columns), ``plain[:, :8].copy().view("<i8").ravel()`` are the int64 values.
+        """
+        data = list(cells)
+        if not _all_bytes(data):
+            data = [self._as_cell(cell) for cell in data]
+        result = _hazmat.decrypt_cells_array(self._keys, data)
+        if result is None:
+            raise DecryptionError()
+        return result
+
+    @staticmethod
+    def _as_cell(cell: object) -> bytes:
+        if isinstance(cell, bytes | bytearray | memoryview):
+            return bytes(cell)
+        raise DecryptionError()
 
     def __repr__(self) -> str:
         return f"CellCipher(<redacted key>, {self.encryption_type.name})"

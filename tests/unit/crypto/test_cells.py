@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,3 +129,33 @@ def test_raw_bytes_keys_are_validated() -> None:
 
     with pytest.raises(ConfigurationError, match="exactly 32 bytes"):
         CellCipher(b"short")
+
+
+@given(st.lists(st.binary(max_size=100), max_size=40), st.sampled_from(list(EncryptionType)))
+@settings(max_examples=100)
+def test_decrypt_array_holds_what_decrypt_many_returns(
+    values: list[bytes], kind: EncryptionType
+) -> None:
+    cipher = CellCipher(KEY, kind)
+    plain, lengths = cipher.decrypt_array(cipher.encrypt_many(values))
+    assert plain.dtype == np.uint8
+    assert plain.shape[0] == len(values) == len(lengths)
+    assert [bytes(row[:n]) for row, n in zip(plain, lengths, strict=True)] == values
+
+
+def test_decrypt_array_reads_integers_with_one_view(cipher: CellCipher) -> None:
+    numbers = [0, 1, -1, 2**40, -(2**63)]
+    cells = cipher.encrypt_many([n.to_bytes(8, "little", signed=True) for n in numbers])
+    plain, lengths = cipher.decrypt_array(cells)
+    assert (lengths == 8).all()
+    assert plain[:, :8].copy().view("<i8").ravel().tolist() == numbers
+
+
+def test_decrypt_array_refuses_like_decrypt_many(cipher: CellCipher) -> None:
+    cells = cipher.encrypt_many([b"a", b"b" * 20, b"c"])
+    with pytest.raises(DecryptionError):
+        cipher.decrypt_array([cells[0], _flip(cells[1], 40), cells[2]])
+    with pytest.raises(DecryptionError):
+        cipher.decrypt_array([cells[0][:-1]])
+    with pytest.raises(DecryptionError):
+        cipher.decrypt_array([12345])  # type: ignore[list-item]
