@@ -27,6 +27,7 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import sqlalchemy as sa
 
@@ -207,10 +208,6 @@ def _to_column(values: list[Any]) -> Any:
         return np.array(values, dtype=object)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 class _ColumnDecryptor:
     """Decrypts, decodes and validates one column of a party's dataset, batch by batch.
 
@@ -222,6 +219,7 @@ class _ColumnDecryptor:
         self.party = party
         self.spec = spec
         self.cipher = cipher
+        self._int64 = spec.column_type.is_integer
 
     def _invalid(self, error: Exception) -> TrainingError:
         return TrainingError(
@@ -238,9 +236,7 @@ class _ColumnDecryptor:
         has_null = None in cells
         present = [cell for cell in cells if cell is not None] if has_null else cells
         try:
-            plain = self.cipher.decrypt_many(present) if present else []
-            distinct = list(set(plain))
-            decoded = denormalize_many(distinct, self.spec.column_type.sql_type)
+            decoded, inverse = self._decrypt(present)
         except (DecryptionError, NormalizationError):
             raise TrainingError(
                 f"party {self.party!r}: column {self.spec.name!r}: a cell does not decrypt "
@@ -251,17 +247,40 @@ class _ColumnDecryptor:
             null_value = self.spec.coerce_many([None])[0] if has_null else None
         except (ValueError, SchemaError) as error:
             raise self._invalid(error) from None
-        if all(map(_is_number, coerced)) and null_value is None:
-            numbers = dict(zip(distinct, map(float, coerced), strict=True))
-            values = np.fromiter(map(numbers.__getitem__, plain), np.float64, count=len(plain))
+        if all(isinstance(v, int | float) for v in coerced) and null_value is None:
+            values = np.array([float(v) for v in coerced], dtype=np.float64)[inverse]
             if not has_null:
                 return values
             out = np.full(len(cells), np.nan)
             out[[i for i, cell in enumerate(cells) if cell is not None]] = values
             return out
-        memo = dict(zip(distinct, coerced, strict=True))
-        it = iter(plain)
-        return _to_column([null_value if cell is None else memo[next(it)] for cell in cells])
+        it = iter(inverse.tolist())
+        return _to_column([null_value if cell is None else coerced[next(it)] for cell in cells])
+
+    def _decrypt(self, cells: list[bytes]) -> tuple[list[Any], npt.NDArray[np.intp]]:
+        """The distinct plaintexts of ``cells``, decoded, and each cell's index into them.
+
+        Integer and bit columns (8-byte plaintexts) are read as one int64 array; other
+        types go through a table of their distinct plaintext bytes.
+        """
+        assert self.cipher is not None
+        sql_type = self.spec.column_type.sql_type
+        if not cells:
+            return [], np.empty(0, dtype=np.intp)
+        if self._int64:
+            plain, lengths = self.cipher.decrypt_array(cells)
+            if not bool((lengths == 8).all()):
+                raise NormalizationError("an integer plaintext is not 8 bytes")
+            numbers, inverse = np.unique(
+                plain[:, :8].copy().view("<i8").ravel(), return_inverse=True
+            )
+            distinct = [int(v).to_bytes(8, "little", signed=True) for v in numbers.tolist()]
+            return denormalize_many(distinct, sql_type), inverse.ravel()
+        texts = self.cipher.decrypt_many(cells)
+        distinct = list(dict.fromkeys(texts))
+        index = {text: i for i, text in enumerate(distinct)}
+        inverse = np.fromiter(map(index.__getitem__, texts), np.intp, count=len(texts))
+        return denormalize_many(distinct, sql_type), inverse
 
 
 def read_party_frame(
