@@ -200,7 +200,7 @@ def main() -> None:
         if (backend, "plaintext") in results
     }
     met = [b for b, r in ratios.items() if r >= 1 / 3]
-    missed = [f"{b} ({r:.2f})" for b, r in ratios.items() if r < 1 / 3]
+    missed = [f"{b} ({r:.3f})" for b, r in ratios.items() if r < 1 / 3]
     verdict = "In this run it is met on " + (", ".join(met) or "no store")
     verdict += f" and missed on {', '.join(missed)}." if missed else "."
     lines += [
