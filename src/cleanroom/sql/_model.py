@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cleanroom.sql.evaluate import ColumnBinding
-from cleanroom.sql.parser import AlterColumnPlan, ParamKey, SelectPlan
+from cleanroom.sql.parser import ParamKey, Plan
 from cleanroom.store import ColumnSpec, DatasetInfo
 
 
@@ -87,7 +87,7 @@ class QueryResult:
 
 @dataclass(slots=True)
 class _Prepared:
-    plan: SelectPlan | AlterColumnPlan
+    plan: Plan
     dataset: DatasetInfo
     specs: dict[str, ColumnSpec]  # lower-case name -> spec
     bindings: dict[str, ColumnBinding]

@@ -18,9 +18,11 @@ from sqlalchemy.engine import Connection
 
 from cleanroom.crypto import SqlType
 from cleanroom.errors import QueryError, SchemaError, StorageError
+from cleanroom.sql import _index_host as catalog
 from cleanroom.sql._model import QueryResult, ResultColumn, _Prepared
 from cleanroom.sql.enclave import EnclaveStatement
 from cleanroom.sql.evaluate import evaluate, ordering, plain_column, split, touches_encrypted
+from cleanroom.sql.index import indexable_columns
 from cleanroom.sql.parser import (
     Aggregate,
     And,
@@ -180,6 +182,8 @@ class _Select:
         self._table = _physical_table(prepared.dataset)
         self._top: int | None = None
         self._seed: int | None = None
+        # Candidate row ids from a sealed enclave index, and the last row id it covers.
+        self._index_hits: tuple[npt.NDArray[np.int64], int] | None = None
         if plan.sample is not None:
             self._seed = plan.sample.seed if plan.sample.seed is not None else secrets.randbits(63)
 
@@ -216,6 +220,8 @@ class _Select:
         if not scan or not (self._residual or self._top is not None):
             scan, late = needed, []
         with self._engine._read() as conn, paused_gc():
+            if not push_order:
+                self._index_hits = self._use_index(conn)
             ids, kept, count = self._scan(conn, scan, push_order, with_ids=bool(late))
             if late:
                 assert ids is not None
@@ -227,7 +233,8 @@ class _Select:
     ) -> tuple[npt.NDArray[np.int64] | None, dict[str, list[Any]], int]:
         """Stream the table once; keep the rows (and their ids) that pass; count them."""
         plan = self._plan
-        with_ids = with_ids or plan.sample is not None or not names
+        hits = self._index_hits
+        with_ids = with_ids or plan.sample is not None or not names or hits is not None
         columns = [self._physical(n) for n in names]
         query = sa.select(self._table.c[ROW_ID], *columns) if with_ids else sa.select(*columns)
         for term in self._pushed:
@@ -241,7 +248,12 @@ class _Select:
         kept: dict[str, list[Any]] = {name: [] for name in names}
         kept_ids: list[npt.NDArray[np.int64]] = []
         count = 0
-        with closing(self._batches(conn, query, names, with_ids)) as batches:
+        batches = (
+            self._batches(conn, query, names, with_ids)
+            if hits is None
+            else self._indexed_batches(conn, query, names, *hits)
+        )
+        with closing(batches):
             for ids, batch in pipelined(batches, self._reduce):
                 for name in names:
                     kept[name].extend(batch[name])
@@ -254,6 +266,45 @@ class _Select:
             return None, kept, count
         all_ids = np.concatenate(kept_ids) if kept_ids else np.zeros(0, dtype=np.int64)
         return all_ids, kept, count
+
+    def _use_index(self, conn: Connection) -> tuple[npt.NDArray[np.int64], int] | None:
+        """Candidate row ids from a sealed index on a column the predicate narrows, if any.
+
+        The enclave unseals the stored blob, checks that it is this table's and column's,
+        and returns the rows that may match and the last row id the index covers; the scan
+        then reads those rows and every later one, and the enclave evaluates the whole
+        predicate on them (see :mod:`cleanroom.sql.index`).
+        """
+        if self._handle is None or not self._enclave_filter:
+            return None
+        for column in indexable_columns(self._residual, self._bindings):
+            spec = self._specs[column]
+            stored = catalog.find(conn, self._prepared.dataset.table_name, spec.name)
+            if stored is None or stored.cek != spec.cek:
+                continue
+            return self._handle.index_candidates(column, stored.blob)
+        return None
+
+    def column_batches(self, conn: Connection, column: str) -> Generator[_Batch, None, None]:
+        """Every row id and value of ``column``, in row id order, in batches."""
+        row_id = self._table.c[ROW_ID]
+        query = sa.select(row_id, self._physical(column)).order_by(row_id)
+        return self._batches(conn, query, [column], True)
+
+    def _indexed_batches(
+        self,
+        conn: Connection,
+        query: Any,
+        names: list[str],
+        candidates: npt.NDArray[np.int64],
+        max_row_id: int,
+    ) -> Generator[_Batch, None, None]:
+        """The rows of ``query`` among ``candidates``, then those after ``max_row_id``."""
+        row_id = self._table.c[ROW_ID]
+        for start in range(0, len(candidates), _ID_CHUNK):
+            chunk = candidates[start : start + _ID_CHUNK].tolist()
+            yield from self._batches(conn, query.where(row_id.in_(chunk)), names, True)
+        yield from self._batches(conn, query.where(row_id > max_row_id), names, True)
 
     def _batches(
         self, conn: Connection, query: Any, names: list[str], with_ids: bool

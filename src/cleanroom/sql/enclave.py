@@ -53,8 +53,10 @@ from cleanroom.sql.evaluate import (
     split,
     top_candidates,
 )
+from cleanroom.sql.index import IndexBuilder, IndexCache, narrowing
 from cleanroom.sql.parser import (
     AlterColumnPlan,
+    CreateIndexPlan,
     Param,
     ParamKey,
     SelectPlan,
@@ -178,6 +180,8 @@ class Enclave:
         self._parallel_min_cells = PARALLEL_MIN_CELLS
         self._sessions: OrderedDict[int, _Session] = OrderedDict()
         self._lock = threading.Lock()
+        # Decoded sealed indexes, reused across statements (see cleanroom.sql.index).
+        self._index_cache = IndexCache()
 
     def __repr__(self) -> str:
         return f"Enclave(platform={self._platform!r}, sessions={len(self._sessions)})"
@@ -236,14 +240,18 @@ class Enclave:
             session.last_counter = opened.counter
         keys = {key.key_id: key for key in opened.keys}
         try:
+            plan = parse(statement)
+            if not isinstance(plan, SelectPlan | AlterColumnPlan | CreateIndexPlan):
+                raise QueryError("this statement needs no enclave")
             return EnclaveStatement(
-                parse(statement),
+                plan,
                 keys,
                 columns,
                 parameters,
                 target,
                 workers=self._decrypt_workers,
                 parallel_min_cells=self._parallel_min_cells,
+                index_cache=self._index_cache,
             )
         except BaseException:
             _zero(opened.keys)
@@ -260,7 +268,7 @@ class EnclaveStatement:
 
     def __init__(
         self,
-        plan: SelectPlan | AlterColumnPlan,
+        plan: SelectPlan | AlterColumnPlan | CreateIndexPlan,
         keys: Mapping[int, pkg.PackageKey],
         columns: Mapping[str, ColumnBinding],
         parameters: Mapping[ParamKey, Any],
@@ -268,8 +276,11 @@ class EnclaveStatement:
         *,
         workers: int = 0,
         parallel_min_cells: int = PARALLEL_MIN_CELLS,
+        index_cache: IndexCache | None = None,
     ) -> None:
         self._plan = plan
+        self._index_cache = index_cache if index_cache is not None else IndexCache(entries=0)
+        self._builder: IndexBuilder | None = None
         self._keys = dict(keys)
         self._workers = workers
         self._parallel_min_cells = parallel_min_cells
@@ -467,6 +478,68 @@ class EnclaveStatement:
             return None
         return cipher.encrypt(cipher.decrypt(cells[best]))
 
+    # -- sealed enclave index (cleanroom.sql.index) -------------------------------------------
+
+    def _index_cipher(self, column: str) -> tuple[CellCipher, bytes]:
+        """A randomized cipher under ``column``'s key (whatever the column's type), and the key."""
+        self._cipher(column)  # the package carries the column's key, with the right metadata
+        binding = self._columns[column]
+        assert binding.key_id is not None
+        cek = self._keys[binding.key_id].cek
+        return CellCipher(cek, EncryptionType.RANDOMIZED), cek.secret_bytes()
+
+    def index_add(self, row_ids: npt.NDArray[np.int64], cells: Sequence[Any]) -> None:
+        """``CREATE INDEX``: decrypt one batch of the column (row ids ascending) and keep it."""
+        plan = self._plan
+        if not isinstance(plan, CreateIndexPlan):
+            raise QueryError("the statement is not a CREATE INDEX")
+        if self._builder is None:
+            self._builder = IndexBuilder(table=plan.table, binding=self._columns[plan.column])
+        first, self._scanned = not self._scanned, True
+        data = self._data({plan.column: cells}, [plan.column], may_fork=first)
+        self._builder.add(row_ids, data[plan.column])
+
+    def index_seal(self) -> tuple[bytes, int, int]:
+        """``CREATE INDEX``: the sealed index of every batch added: ``(blob, rows, max_row_id)``."""
+        plan = self._plan
+        if not isinstance(plan, CreateIndexPlan):
+            raise QueryError("the statement is not a CREATE INDEX")
+        builder = self._builder or IndexBuilder(
+            table=plan.table, binding=self._columns[plan.column]
+        )
+        self._builder = None
+        return builder.seal(self._index_cipher(plan.column)[0])
+
+    def index_candidates(
+        self, column: str, blob: bytes
+    ) -> tuple[npt.NDArray[np.int64], int] | None:
+        """Row ids (ascending) that may satisfy the predicate, by ``column``'s sealed index,
+        and the last row id it covers (the host must also read every later row).
+
+        ``None`` when a parameter cannot be searched in the index (the host then scans).
+        :class:`DecryptionError` for a blob that is not an index sealed under the column's
+        key; :class:`QueryError` for one sealed for another table, column, type or key.
+        """
+        plan = self._plan
+        if not isinstance(plan, SelectPlan):
+            raise QueryError("the statement is not a SELECT")
+        terms = narrowing(self._residual, column)
+        binding = self._columns.get(column)
+        if not terms or binding is None or not binding.encrypted:
+            raise QueryError(f"the statement has no predicate an index on {column!r} answers")
+        assert binding.key_md_version is not None
+        cipher, secret = self._index_cipher(column)
+        opened = self._index_cache.open(cipher, secret, blob)
+        if (
+            opened.table != plan.table.lower()
+            or opened.column != column
+            or opened.sql_type != binding.sql_type
+            or not pkg.same_hash(opened.key_md_version, binding.key_md_version)
+        ):
+            raise QueryError("the enclave index belongs to another table, column or key: refused")
+        hits = opened.candidates(terms, self._params)
+        return None if hits is None else (hits, opened.max_row_id)
+
     # -- ALTER COLUMN -------------------------------------------------------------------
 
     def transform(self, values: Sequence[Any]) -> list[Any]:
@@ -502,6 +575,7 @@ class EnclaveStatement:
         pools = list(self._pools.values())
         self._pools.clear()
         self._sort_keys = []
+        self._builder = None
         for pool in pools:
             pool.close()
         _zero(list(self._keys.values()))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from cleanroom.crypto import SqlType
 from cleanroom.errors import QueryError, SchemaError, StorageError
+from cleanroom.sql import _index_host as catalog
 from cleanroom.sql import package as pkg
 from cleanroom.sql._model import (
     KeyDescription,
@@ -39,7 +40,14 @@ from cleanroom.sql._model import (
     WrappedValue,
     _Prepared,
 )
-from cleanroom.sql._select import CHARACTER_TYPES, _as_bytes, _Select, paused_gc, sample_mask
+from cleanroom.sql._select import (
+    CHARACTER_TYPES,
+    _as_bytes,
+    _Select,
+    paused_gc,
+    pipelined,
+    sample_mask,
+)
 from cleanroom.sql.enclave import AttestationInfo, Enclave, EnclaveStatement
 from cleanroom.sql.evaluate import (
     ColumnBinding,
@@ -50,8 +58,11 @@ from cleanroom.sql.parser import (
     AlterColumnPlan,
     ColumnItem,
     Constant,
+    CreateIndexPlan,
+    DropIndexPlan,
     Like,
     ParamKey,
+    Plan,
     SelectPlan,
     leaf_values,
     leaves,
@@ -132,10 +143,16 @@ class QueryEngine:
                 target=prepared.target,
             )
         try:
-            if isinstance(prepared.plan, AlterColumnPlan):
+            plan = prepared.plan
+            if isinstance(plan, AlterColumnPlan):
                 assert handle is not None
-                return self._alter(prepared, prepared.plan, handle)
-            return _Select(self, prepared, prepared.plan, params, handle).run()
+                return self._alter(prepared, plan, handle)
+            if isinstance(plan, CreateIndexPlan):
+                assert handle is not None
+                return self._create_index(prepared, plan, handle)
+            if isinstance(plan, DropIndexPlan):
+                return self._drop_index(prepared, plan)
+            return _Select(self, prepared, plan, params, handle).run()
         finally:
             if handle is not None:
                 handle.close()
@@ -208,6 +225,17 @@ class QueryEngine:
                 if bindings[name].key_id is not None:
                     client_keys.add(bindings[name].key_id)  # type: ignore[arg-type]
             needs_enclave = bool(enclave_keys)
+        elif isinstance(plan, CreateIndexPlan):
+            binding = bindings[plan.column]
+            if not binding.encrypted or binding.key_id is None:
+                raise QueryError(
+                    f"CREATE INDEX: column {plan.column!r} is not encrypted (an enclave index "
+                    "is for encrypted columns)"
+                )
+            enclave_keys.add(binding.key_id)
+            needs_enclave = True
+        elif isinstance(plan, DropIndexPlan):
+            needs_enclave = False
         else:
             target = self._alter_target(plan, specs, bindings, key_ids, versions)
             source = bindings[plan.column]
@@ -377,6 +405,8 @@ class QueryEngine:
                 f"ALTER TABLE {name} RENAME COLUMN {quote(_TEMP_COLUMN)} TO {quote(physical)}"
             )
             self._update_catalog(conn, dataset, spec, plan, target)
+            # A sealed index holds the old values under the old key: it goes too.
+            catalog.drop_column(conn, dataset.table_name, spec.name)
         _log.info(
             "altered the encryption of %s.%s (%d rows) in the enclave",
             dataset.table_name,
@@ -384,6 +414,62 @@ class QueryEngine:
             total,
         )
         return QueryResult(columns=(), data=(), rowcount=total)
+
+    # -- CREATE INDEX / DROP INDEX (cleanroom.sql.index) ---------------------------------------
+
+    def _create_index(
+        self, prepared: _Prepared, plan: CreateIndexPlan, handle: EnclaveStatement
+    ) -> QueryResult:
+        dataset = prepared.dataset
+        spec = prepared.specs[plan.column]
+        assert spec.cek is not None
+        scan = _Select(
+            self,
+            prepared,
+            SelectPlan(table=plan.table, items=(ColumnItem(plan.column),)),
+            {},
+            handle,
+        )
+        with self._write("building an index") as conn:
+            if plan.name in catalog.names(conn, dataset.table_name):
+                raise QueryError(f"an index {plan.name!r} on table {dataset.name} exists already")
+            if conn.dialect.name == "postgresql":
+                # No row may commit while the index is built (its last row id bounds it).
+                quote = conn.dialect.identifier_preparer.quote
+                conn.exec_driver_sql(f"LOCK TABLE {quote(dataset.table_name)} IN SHARE MODE")
+
+            def add(item: tuple[Any, dict[str, list[Any]]]) -> None:
+                handle.index_add(item[0], item[1][plan.column])
+
+            with paused_gc(), closing(scan.column_batches(conn, plan.column)) as batches:
+                for _ in pipelined(batches, add):
+                    pass
+            blob, rows, max_row_id = handle.index_seal()
+            catalog.insert(
+                conn,
+                table_name=dataset.table_name,
+                name=plan.name,
+                column=spec.name,
+                cek=spec.cek,
+                max_row_id=max_row_id,
+                blob=blob,
+            )
+        _log.info(
+            "built the enclave index %s on %s.%s (%d rows, %d bytes sealed)",
+            plan.name,
+            dataset.table_name,
+            spec.name,
+            rows,
+            len(blob),
+        )
+        return QueryResult(columns=(), data=(), rowcount=rows)
+
+    def _drop_index(self, prepared: _Prepared, plan: DropIndexPlan) -> QueryResult:
+        dataset = prepared.dataset
+        with self._write("dropping an index") as conn:
+            if not catalog.drop(conn, dataset.table_name, plan.name):
+                raise QueryError(f"no index {plan.name!r} on table {dataset.name}")
+        return QueryResult(columns=(), data=(), rowcount=0)
 
     @staticmethod
     def _update_catalog(
@@ -447,8 +533,8 @@ class QueryEngine:
     # -- database access -------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self._guard("altering a column"), self._store.engine.connect() as conn:
+    def _write(self, what: str = "altering a column") -> Iterator[Connection]:
+        with self._guard(what), self._store.engine.connect() as conn:
             # The store's SQLite engine begins write transactions with BEGIN IMMEDIATE.
             conn = conn.execution_options(cleanroom_write=True)
             with conn.begin():
@@ -478,9 +564,11 @@ def _shown(key: ParamKey) -> str:
     return f"#{key + 1}" if isinstance(key, int) else f"@{key}"
 
 
-def _plan_columns(plan: SelectPlan | AlterColumnPlan) -> list[str]:
-    if isinstance(plan, AlterColumnPlan):
+def _plan_columns(plan: Plan) -> list[str]:
+    if isinstance(plan, AlterColumnPlan | CreateIndexPlan):
         return [plan.column]
+    if isinstance(plan, DropIndexPlan):
+        return []
     names = [leaf.column for leaf in leaves(plan.where)]
     names += [k.column for k in plan.order]
     names += [i.column for i in plan.items if i.column is not None]

@@ -16,6 +16,9 @@ naming the construct)::
           [ENCRYPTED WITH (COLUMN_ENCRYPTION_KEY = key, ENCRYPTION_TYPE = Randomized|Deterministic,
                            ALGORITHM = 'AEAD_AES_256_CBC_HMAC_SHA_256')] [NULL | NOT NULL]
 
+    CREATE [NONCLUSTERED] INDEX name ON table (column [ASC])
+    DROP INDEX name ON table
+
 Column names in a plan are lower-cased (T-SQL identifiers are case-insensitive).
 Parameters are either all ``?`` (numbered 0, 1, … in the order they appear in the text) or
 all ``@name`` (case-insensitive). The plan is shared by the host engine and the enclave:
@@ -199,7 +202,24 @@ class AlterColumnPlan:
     nullable: bool | None
 
 
-Plan: TypeAlias = SelectPlan | AlterColumnPlan
+@dataclass(frozen=True, slots=True)
+class CreateIndexPlan:
+    """A parsed ``CREATE INDEX name ON table (column)``: a sealed enclave index."""
+
+    name: str
+    table: str
+    column: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropIndexPlan:
+    """A parsed ``DROP INDEX name ON table``."""
+
+    name: str
+    table: str
+
+
+Plan: TypeAlias = SelectPlan | AlterColumnPlan | CreateIndexPlan | DropIndexPlan
 
 
 def parse(sql: str) -> Plan:
@@ -218,10 +238,13 @@ def _parse_cached(sql: str) -> Plan:
         raise QueryError("empty statement")
     if re.match(r"(?is)^alter\b", text):
         return _parse_alter(text)
+    if re.match(r"(?is)^(create|drop)\s+(nonclustered\s+)?index\b", text):
+        return _parse_index(text)
     if not re.match(r"(?is)^select\b", text):
         word = text.split(None, 1)[0].upper()
         raise QueryError(
-            f"unsupported statement {word}: only SELECT and ALTER TABLE … ALTER COLUMN"
+            f"unsupported statement {word}: only SELECT, ALTER TABLE … ALTER COLUMN, "
+            "CREATE INDEX and DROP INDEX"
         )
     try:
         with _quiet_sqlglot():
@@ -590,6 +613,33 @@ def _parse_alter(text: str) -> AlterColumnPlan:
     )
 
 
+# -- CREATE INDEX / DROP INDEX ------------------------------------------------------------
+
+_TABLE = rf"(?:\[?dbo\]?\s*\.\s*)?{_IDENT}"
+_CREATE_INDEX_RE: Final = re.compile(
+    rf"^CREATE\s+(?:NONCLUSTERED\s+)?INDEX\s+{_IDENT}\s+ON\s+{_TABLE}\s*\(\s*{_IDENT}(?:\s+ASC)?\s*\)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_DROP_INDEX_RE: Final = re.compile(
+    rf"^DROP\s+INDEX\s+{_IDENT}\s+ON\s+{_TABLE}$", re.IGNORECASE | re.DOTALL
+)
+
+
+def _parse_index(text: str) -> CreateIndexPlan | DropIndexPlan:
+    if text[:4].upper() == "DROP":
+        match = _DROP_INDEX_RE.match(text)
+        if match is None:
+            raise QueryError("unsupported DROP INDEX form: only DROP INDEX name ON table")
+        return DropIndexPlan(match.group(1).lower(), match.group(2))
+    match = _CREATE_INDEX_RE.match(text)
+    if match is None:
+        raise QueryError(
+            "unsupported CREATE INDEX form: only CREATE [NONCLUSTERED] INDEX name ON table "
+            "(column) (one column, ascending; no INCLUDE, WHERE or WITH)"
+        )
+    return CreateIndexPlan(match.group(1).lower(), match.group(2), match.group(3).lower())
+
+
 # -- walking plans --------------------------------------------------------------------------
 
 
@@ -636,6 +686,8 @@ __all__ = [
     "Compare",
     "CompareOp",
     "Constant",
+    "CreateIndexPlan",
+    "DropIndexPlan",
     "InList",
     "IsNull",
     "Leaf",
