@@ -7,8 +7,10 @@ One table holds the same integers twice: ``enc`` (int, randomized encryption) an
 results decrypted) on both columns, side by side; the ratio is encrypted / plaintext. The
 plaintext query is answered by the database (SQLite by default); the encrypted one streams
 the column's cells through the in-process enclave (simulated TEE), which decrypts each batch
-in forked worker processes (``CellWorkers``) while the host fetches the next batch. Writes
-the "Enclave SQL" section of docs/BENCHMARKS.md.
+in forked worker processes (``CellWorkers``) while the host fetches the next batch. Then
+``CREATE INDEX`` builds a sealed enclave index on ``enc`` and the range query runs again
+through it (and, for comparison, on ``plain`` with a database B-tree index). Writes the
+"Enclave SQL" section of docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ SCHEMA = DatasetSchema(
 BATCH = 100_000
 
 
-def parts(url: str, root: Path) -> tuple[float, float]:
-    """Best-of-2 seconds to fetch every cell of ``enc`` from the store, and to decrypt them
-    all with ``CellCipher.decrypt_many`` in this process (one core)."""
+def parts(url: str, root: Path, seal_bytes: int) -> tuple[float, float, float]:
+    """Best-of-2 seconds to fetch every cell of ``enc`` from the store, to decrypt them
+    all with ``CellCipher.decrypt_many`` in this process (one core), and to encrypt one cell
+    of ``seal_bytes`` bytes (what sealing the index costs)."""
     store = open_store(url)
     key_store = LocalKeyStore(root / "keys")
     client = PartyClient(store, key_store, party="bench")
@@ -66,8 +69,11 @@ def parts(url: str, root: Path) -> tuple[float, float]:
         cipher.decrypt_many(cells)
         decrypt.append(time.perf_counter() - start)
         del cells
+    start = time.perf_counter()
+    cipher.encrypt(bytes(seal_bytes))
+    seal = time.perf_counter() - start
     store.close()
-    return min(fetch), min(decrypt)
+    return min(fetch), min(decrypt), seal
 
 
 def build(url: str, root: Path, rows: int) -> tuple[Connection, int]:
@@ -99,6 +105,29 @@ def build(url: str, root: Path, rows: int) -> tuple[Connection, int]:
     return connect(engine, key_store, party="bench", attestation=settings), int(
         np.count_nonzero((values >= 400_000) & (values < 410_000))
     )
+
+
+def index_size(connection: Connection) -> int:
+    """Bytes of the sealed index blob in the catalog (all the operator learns of it)."""
+    store = connection._engine.store
+    with store.engine.connect() as conn:
+        size = conn.exec_driver_sql("SELECT length(blob) FROM cr_enclave_index").scalar_one()
+    return int(size)
+
+
+def plaintext_btree(connection: Connection, sql: str, values: Any, repeat: int) -> float:
+    """Best seconds of the plaintext range query once ``plain`` has a database B-tree index."""
+    store = connection._engine.store
+    table = store.dataset("bench", "Bench").table_name
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE INDEX ix_plain ON "{table}" (plain)')
+    statement = sql.format(c="plain")
+
+    def run() -> int:
+        return len(connection.execute(statement, values).fetchall())
+
+    run()
+    return best(run, repeat)[0]
 
 
 def best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
@@ -155,8 +184,35 @@ def main() -> None:
                 f"| {label} | {enc_n:,} | {plain_s * 1000:,.0f} ms | {enc_s * 1000:,.0f} ms "
                 f"| {enc_s / plain_s:.1f}× |"
             )
+        # The sealed enclave index: build it, then the range query again (same plaintext).
+        start = time.perf_counter()
+        indexed_rows = connection.execute("CREATE INDEX ix_enc ON Bench (enc)").rowcount
+        build_s = time.perf_counter() - start
+        loads.append(os.getloadavg()[0])
+        label = "range (1% of rows), enclave index"
+        range_sql = queries["range (1% of rows)"]
+
+        def run_indexed() -> int:
+            statement = range_sql.format(c="enc")
+            return len(connection.execute(statement, params["range (1% of rows)"]).fetchall())
+
+        run_indexed()
+        indexed_s, indexed_n = best(run_indexed, args.repeat)
+        loads.append(os.getloadavg()[0])
+        assert indexed_n == expected, (indexed_n, expected)
+        plain_s = results["range (1% of rows)"][0]
+        lines.append(
+            f"| {label} | {indexed_n:,} | {plain_s * 1000:,.0f} ms | {indexed_s * 1000:,.0f} ms "
+            f"| {indexed_s / plain_s:.1f}× |"
+        )
+        lines.append(
+            f"| index build (`CREATE INDEX`, once) | {indexed_rows:,} indexed | – "
+            f"| {build_s * 1000:,.0f} ms | – |"
+        )
+        blob_bytes = index_size(connection)
+        btree_s = plaintext_btree(connection, range_sql, params["range (1% of rows)"], args.repeat)
         with paused_gc():
-            fetch_s, decrypt_s = parts(url, root)
+            fetch_s, decrypt_s, seal_s = parts(url, root, blob_bytes)
         loads.append(os.getloadavg()[0])
     backend = url.split(":", 1)[0]
     range_plain, range_enc = results["range (1% of rows)"]
@@ -194,16 +250,34 @@ def main() -> None:
             f"{floor / range_plain:.0f}× the plaintext time: "
             + (
                 "a full scan of a randomized column cannot be within the 10× target of a "
-                "plaintext scan on this machine; only an index could. "
+                "plaintext scan on this machine; only an index can. "
                 if floor > 10 * range_plain
-                else "within the 10× target on this machine. "
+                else "so even a perfect full scan would be at the edge of the 10× target on "
+                "this machine; only an index is well within it. "
             )
-            + "SQL Server's enclave-enabled indexes on randomized "
-            "columns are stored in plaintext order, so the operator sees the order of the "
-            "values; no such index is built here (the operator sees ciphertext, sizes and "
-            "timing, and which rows a query returned). The full `ORDER BY` decrypts every "
-            "cell twice by design: once in the enclave to sort, once in the client, which "
-            "receives cells.",
+            + "The full `ORDER BY` decrypts every cell twice by design: once in the enclave "
+            "to sort, once in the client, which receives cells.",
+            "",
+            "The sealed enclave index (`CREATE INDEX ix_enc ON Bench (enc)`, see "
+            '`docs/sql.md`, "Enclave index"): the enclave decrypts the column once, sorts '
+            f"its {indexed_rows:,} (value, row id) pairs and seals them as one Always Encrypted "
+            f"cell of {blob_bytes / 2**20:.1f} MiB under the column's key; building it took "
+            f"{build_s:.2f} s: one scan of the column as above, a sort, and the encryption "
+            f"of that one long cell ({seal_s:.2f} s measured alone: the cell cipher runs CBC "
+            "block after block within one cell, vectorized only across cells). A range "
+            "query then hands the blob to the enclave, which "
+            "unseals it once (then keeps it, per blob and key), binary-searches the candidate "
+            "row ids, and evaluates the whole predicate on the candidate rows the host reads "
+            "by id (plus any row appended since the build): "
+            f"{indexed_s * 1000:,.0f} ms, {indexed_s / range_plain:.1f}× the plaintext "
+            "query answered by a scan of the plaintext column. Each indexed query still "
+            "reads the blob from the catalog and hashes it (the enclave's cache key). "
+            "Against a plaintext column with its own database B-tree index the plaintext "
+            f"query takes {btree_s * 1000:,.0f} ms (the encrypted indexed query is "
+            f"{indexed_s / btree_s:.1f}× that). SQL Server's enclave-enabled indexes on "
+            "randomized columns are stored in the database in plaintext order, so the DBA "
+            "sees the order of the values; the sealed index shows the operator only its "
+            "size and, per query, which rows are read (the rows the indexed terms match).",
             "",
             f"Load: {load:.0f} s (encrypt and insert). Machine: {machine()}; load average "
             f"{min(loads):.1f}–{max(loads):.1f} during the queries (the machine is shared "

@@ -12,9 +12,9 @@ from cleanroom.store import ColumnSpec, DatasetSchema, open_store
 DOC = Path(__file__).parents[3] / "docs" / "sql.md"
 
 
-def test_the_python_example_runs(tmp_path: Path) -> None:
-    block = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S)
-    assert block is not None
+def test_the_python_examples_run(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) == 2  # the first example, then the enclave index (same namespace)
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     key_store = LocalKeyStore(tmp_path / "keys")
     client = PartyClient(store, key_store, party="hospital_a")
@@ -28,5 +28,7 @@ def test_the_python_example_runs(tmp_path: Path) -> None:
         [{"name": n, "age": a} for n, a in [("Abe", 41), ("Bea", 50), ("Ann", 58), ("Al", 61)]],
         dataset="People",
     )
-    exec(compile(block.group(1), str(DOC), "exec"), {"store": store, "key_store": key_store})  # noqa: S102
+    namespace = {"store": store, "key_store": key_store}
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102
     store.close()
