@@ -39,6 +39,7 @@ from cleanroom.sql import (
 from cleanroom.sql._select import _Select
 from cleanroom.sql.evaluate import ColumnBinding, ColumnData
 from cleanroom.sql.index import IndexBuilder, unseal
+from cleanroom.sql.parser import CreateIndexPlan, DropIndexPlan, parse
 from cleanroom.store import ColumnSpec, DatasetSchema, Store, open_store
 from cleanroom.tee import SimulatedLauncher
 
@@ -376,3 +377,57 @@ def test_seal_round_trip_and_header() -> None:
     # A genuine cell of the column (same key) is not an index.
     with pytest.raises(DecryptionError):
         unseal(cipher, cipher.encrypt("CRIX".encode("utf-16-le")))
+
+
+def test_chunks_sample_and_plaintext_order(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enc, plain = backend.tables(ROWS_FIXED)
+    backend.db.execute(f"CREATE INDEX ix_v ON {enc} (v)")
+    monkeypatch.setattr("cleanroom.sql._select._ID_CHUNK", 3)  # candidates read 3 ids at a time
+    queries = [
+        ("SELECT k, w FROM {t} WHERE v >= ? AND v < ?", (3, 9)),
+        ("SELECT COUNT(*) FROM {t} TABLESAMPLE (50 PERCENT) REPEATABLE (7) WHERE v > ?", (10,)),
+        ("SELECT TOP (4) k FROM {t} WHERE v IN (?, ?, ?) ORDER BY v DESC", (5, 7, 99)),
+    ]
+    with index_calls() as calls:
+        for sql, params in queries:
+            got = backend.db.execute(sql.format(t=enc), params).fetchall()
+            assert got == backend.db.execute(sql.format(t=plain), params).fetchall()
+    assert len(calls) == len(queries)
+    # A plaintext ORDER BY is done by the database over a full scan: no index.
+    sql = "SELECT k FROM {t} WHERE v < ? ORDER BY k DESC"
+    with index_calls() as calls:
+        got = backend.db.execute(sql.format(t=enc), (3,)).fetchall()
+    assert got == backend.db.execute(sql.format(t=plain), (3,)).fetchall()
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "plan"),
+    [
+        ("CREATE INDEX ix_Age ON dbo.People (Age)", CreateIndexPlan("ix_age", "People", "age")),
+        (
+            "create nonclustered index [ix] on [People]([age] ASC);",
+            CreateIndexPlan("ix", "People", "age"),
+        ),
+        ("DROP INDEX Ix ON People", DropIndexPlan("ix", "People")),
+    ],
+)
+def test_parse_index_statements(sql: str, plan: object) -> None:
+    assert parse(sql) == plan
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE INDEX ix ON t (a, b)",
+        "CREATE UNIQUE INDEX ix ON t (a)",
+        "CREATE INDEX ix ON t (a DESC)",
+        "CREATE INDEX ix ON t (a) INCLUDE (b)",
+        "DROP INDEX t.ix",
+    ],
+)
+def test_unsupported_index_forms(sql: str) -> None:
+    with pytest.raises(QueryError, match=r"INDEX|statement"):
+        parse(sql)
