@@ -4,6 +4,10 @@ One row per index: which dataset table and column it covers, the name of the col
 encryption key the blob is sealed under, the last row id it covers, when it was built, and
 the sealed blob (one Always Encrypted cell; see :mod:`cleanroom.sql.index`). The host learns
 the blob's size and nothing else about the values. The table is created on first use.
+
+Each row also records the dataset's creation time: an index of a dataset that was dropped
+and made again under the same table name (row ids start over) is never used, and goes at
+the next ``CREATE INDEX`` on that table.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ _catalog = sa.Table(
     sa.Column("cek_name", sa.String(_NAME), nullable=False),
     sa.Column("max_row_id", sa.BigInteger(), nullable=False),
     sa.Column("created", sa.String(40), nullable=False),
+    sa.Column("dataset_created", sa.String(40), nullable=False),
     sa.Column("blob", sa.LargeBinary(), nullable=False),
 )
 
@@ -43,18 +48,36 @@ class StoredIndex:
     blob: bytes = field(repr=False)
 
 
+_datasets = sa.table(
+    "datasets",
+    sa.column("table_name", sa.String()),
+    sa.column("create_date", sa.DateTime(timezone=True)),
+)
+
+
 def _exists(conn: Connection) -> bool:
     return bool(sa.inspect(conn).has_table(CATALOG))
 
 
+def dataset_stamp(conn: Connection, table_name: str) -> str:
+    """When the dataset stored in ``table_name`` was created (as text)."""
+    value = conn.execute(
+        sa.select(_datasets.c.create_date).where(_datasets.c.table_name == table_name)
+    ).scalar_one()
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
 def find(conn: Connection, table_name: str, column: str) -> StoredIndex | None:
-    """The newest index on ``table_name.column``, if any."""
+    """The newest index on ``table_name.column`` of the dataset stored there now, if any."""
     if not _exists(conn):
         return None
     c = _catalog.c
+    stamp = dataset_stamp(conn, table_name)
     row = conn.execute(
         sa.select(c.index_name, c.column_name, c.cek_name, c.max_row_id, c.blob)
-        .where((c.table_name == table_name) & (c.column_name == column))
+        .where(
+            (c.table_name == table_name) & (c.column_name == column) & (c.dataset_created == stamp)
+        )
         .order_by(c.created.desc(), c.index_name)
         .limit(1)
     ).first()
@@ -64,10 +87,15 @@ def find(conn: Connection, table_name: str, column: str) -> StoredIndex | None:
 
 
 def names(conn: Connection, table_name: str) -> list[str]:
-    """The names of the indexes on ``table_name``."""
+    """The names of the indexes on ``table_name`` (first dropping those of an earlier
+    dataset of the same table name)."""
     if not _exists(conn):
         return []
     c = _catalog.c
+    stamp = dataset_stamp(conn, table_name)
+    conn.execute(
+        sa.delete(_catalog).where((c.table_name == table_name) & (c.dataset_created != stamp))
+    )
     rows = conn.execute(sa.select(c.index_name).where(c.table_name == table_name)).all()
     return sorted(str(r[0]) for r in rows)
 
@@ -91,6 +119,7 @@ def insert(
         "cek_name": cek,
         "max_row_id": max_row_id,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        "dataset_created": dataset_stamp(conn, table_name),
         "blob": blob,
     }
     conn.execute(sa.insert(_catalog).values(values))
@@ -118,4 +147,13 @@ def drop_column(conn: Connection, table_name: str, column: str) -> int:
     return int(result.rowcount or 0)
 
 
-__all__ = ["CATALOG", "StoredIndex", "drop", "drop_column", "find", "insert", "names"]
+__all__ = [
+    "CATALOG",
+    "StoredIndex",
+    "dataset_stamp",
+    "drop",
+    "drop_column",
+    "find",
+    "insert",
+    "names",
+]

@@ -431,3 +431,20 @@ def test_parse_index_statements(sql: str, plan: object) -> None:
 def test_unsupported_index_forms(sql: str) -> None:
     with pytest.raises(QueryError, match=r"INDEX|statement"):
         parse(sql)
+
+
+def test_index_of_a_dropped_dataset_is_not_used(backend: Backend) -> None:
+    enc, _ = backend.tables(ROWS_FIXED)
+    backend.db.execute(f"CREATE INDEX ix_v ON {enc} (v)")
+    backend.store.drop_dataset(backend.store.dataset("p", enc))
+    backend.client.create_dataset(DatasetSchema(table=enc, columns=ENC_COLUMNS))
+    fresh = [{"k": i, "v": i % 7, "w": "x", "d": 0} for i in range(30)]
+    backend.client.import_records(fresh, dataset=enc)
+    with index_calls() as calls:
+        got = backend.rows(f"SELECT k FROM {enc} WHERE v = ?", (3,))  # noqa: S608
+    assert got == sorted([(r["k"],) for r in fresh if r["v"] == 3], key=repr)
+    assert calls == []
+    backend.db.execute(f"CREATE INDEX ix_v ON {enc} (v)")  # the stale one is gone
+    with index_calls() as calls:
+        assert backend.rows(f"SELECT k FROM {enc} WHERE v = ?", (3,)) == got  # noqa: S608
+    assert calls == [len(got)]
