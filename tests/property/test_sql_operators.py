@@ -4,7 +4,8 @@ Every example loads its rows into an encrypted table (randomized and determinist
 and into a plaintext table, then runs one generated ``SELECT`` (predicate tree of every
 operator, optional ``ORDER BY`` / ``TOP`` or aggregates) on both through the engine and the
 client, on SQLite and on PostgreSQL. The plaintext table is answered by the database; the
-encrypted one by the database (ciphertext equality) and the enclave.
+encrypted one by the database (ciphertext equality) and the enclave, then again with a
+sealed enclave index on every encrypted column.
 """
 
 from __future__ import annotations
@@ -191,6 +192,11 @@ def test_encrypted_equals_plaintext(
         expected = connection.execute(sql.format(t=plain.table), params).fetchall()
         assert answer == expected, sql
         event(f"rows returned: {'some' if expected else 'none'}")
+        # The same query with a sealed enclave index on every encrypted column.
+        for column in COLUMNS:
+            connection.execute(f"CREATE INDEX ix_{column} ON {encrypted.table} ({column})")
+        indexed = connection.execute(sql.format(t=encrypted.table), params).fetchall()
+        assert indexed == expected, sql
     finally:
         for schema in (encrypted, plain):
             info = client.dataset(schema.table)
