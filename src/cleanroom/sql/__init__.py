@@ -11,7 +11,9 @@ cleanroom store (SQLite or PostgreSQL):
   the :class:`Enclave`, which returns row positions, orderings and encrypted aggregates,
   never plaintext;
 * ``ALTER TABLE t ALTER COLUMN c type ENCRYPTED WITH (…)`` encrypts, re-encrypts or decrypts
-  a column in place, in the enclave, in one transaction.
+  a column in place, in the enclave, in one transaction;
+* ``CREATE INDEX name ON t (c)`` builds a sealed enclave index: the sorted column encrypted
+  as one cell under its own key, which range and equality queries search in the enclave.
 
 Supported SQL and formats: ``docs/sql.md``, :mod:`cleanroom.sql.parser`,
 :mod:`cleanroom.sql.package`.

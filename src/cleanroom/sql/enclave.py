@@ -12,7 +12,10 @@ process; on real hardware it is the code inside the TEE). It
 3. **computes without returning plaintext**: the statement it verified is parsed *here*, so
    the host cannot ask for another predicate; predicate results are row positions, ORDER BY
    results are permutations, MIN/MAX are cells re-encrypted under the column's key. The only
-   exception is the one the statement asks for: ``ALTER COLUMN`` to plaintext decrypts.
+   exception is the one the statement asks for: ``ALTER COLUMN`` to plaintext decrypts;
+4. **seals and searches indexes** (:mod:`cleanroom.sql.index`): ``CREATE INDEX`` returns the
+   sorted column sealed as one cell under its key; a query gets the candidate row ids from
+   it, then evaluates its whole predicate on the rows the host reads.
 
 Keys in a package are usable for that one statement: :meth:`EnclaveStatement.close` zeroes
 them, and a new statement needs a new package.

@@ -10,7 +10,10 @@ the client and enclave packages it cannot open. For a ``SELECT`` it
 * streams the remaining rows in batches through the enclave, which returns the positions
   where the rest of the predicate holds, then an ordering for ``ORDER BY`` and re-encrypted
   cells for ``MIN``/``MAX``;
-* returns cells for encrypted columns, with the metadata the client needs to decrypt them.
+* returns cells for encrypted columns, with the metadata the client needs to decrypt them;
+* for ``CREATE INDEX`` streams the column through the enclave, which seals a sorted index
+  as one cell that the host keeps in ``cr_enclave_index``; a later range or equality query
+  on that column reads only the rows the enclave finds in it (:mod:`cleanroom.sql.index`).
 
 ``describe`` is the analogue of ``sp_describe_parameter_encryption``: which parameters the
 client must encrypt (under which key and type) and which wrapped keys the client needs,
