@@ -33,6 +33,7 @@ import hmac
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -255,6 +256,21 @@ def contract_hyperparameters(
     return resolve_hyperparameters(algorithm, params), featurization, top_k
 
 
+def _wait_for_broker(http: httpx.Client, party: str, url: str, *, patience: float) -> None:
+    """Wait up to ``patience`` seconds for a broker that refuses connections (still starting)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            http.get("/.well-known/jwks.json")
+            return
+        except httpx.ConnectError:
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"the broker of {party} at {url} refuses connections (waited {patience:.0f} s)"
+                ) from None
+            time.sleep(0.5)
+
+
 def broker_url_for(named: str, override: str | None, *, simulated: bool) -> str:
     """Where the enclave reaches a party's broker: the contract's URL.
 
@@ -388,6 +404,7 @@ def run_job(
                 httpx.Client(base_url=url, timeout=http_timeout) as http,
                 KbsClient(http, platform=platform, verifier=verifier) as kbs,
             ):
+                _wait_for_broker(http, party, url, patience=http_timeout)
                 kbs.attest()
                 # Receipts verify under the broker key the parties pinned in the contract;
                 # a contract without one falls back to the key set the broker serves.
@@ -438,6 +455,13 @@ def run_job(
                 count=len(party_keys),
                 simulated=bool(claims.get("simulated")),
             )
+    except httpx.HTTPError as error:
+        for party_keys in keys.values():
+            for k in party_keys.values():
+                k.zero()
+        raise BrokerError(
+            f"a broker did not answer ({type(error).__name__}); no key was used"
+        ) from None
     except BaseException:
         for party_keys in keys.values():
             for k in party_keys.values():
