@@ -15,7 +15,7 @@ For each scale (records per party) the script generates the sites
   release and sealing are reported as the whole job, not in the ratio.
 - the plaintext baseline: the same DataFrames, in a fresh child process, through the same
   ``cleanroom.ml`` calls the job makes (per-party ``train_test_split`` with the contract's
-  fraction and seed, ``train``, ``evaluate``, ``collaboration_report``, ``export_onnx``,
+  fraction and seed, ``train``, ``collaboration_report`` (which evaluates), ``export_onnx``,
   ``onnx_matches``) — scikit-learn underneath, no crypto, no store.
 
 Peak memory is each child process's ``VmHWM`` (peak resident set) from
@@ -93,7 +93,6 @@ def baseline_worker(parties: int, records: int, train_fraction: float, seed: int
     from cleanroom.data import generate_sites
     from cleanroom.ml import (
         collaboration_report,
-        evaluate,
         export_onnx,
         medical_record_spec,
         onnx_matches,
@@ -129,9 +128,10 @@ def baseline_worker(parties: int, records: int, train_fraction: float, seed: int
         splits[party] = (halves.train, halves.test)
     pooled = train(pool({p: tr for p, (tr, _) in splits.items()}), **settings)
     all_test = pool({p: te for p, (_, te) in splits.items()})
-    metrics = evaluate(pooled, all_test, top_k=DEFAULT_TOP_K)
     trained = time.perf_counter()
-    collaboration_report(splits, pooled=pooled, top_k=DEFAULT_TOP_K, **settings)
+    # As the job: the pooled model's metrics on all test rows come with the report.
+    report = collaboration_report(splits, pooled=pooled, top_k=DEFAULT_TOP_K, **settings)
+    metrics = report.pooled_on_all
     reported = time.perf_counter()
     onnx = export_onnx(pooled)
     matches = onnx_matches(pooled, onnx, all_test)
