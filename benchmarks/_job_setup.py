@@ -24,21 +24,13 @@ from cleanroom.client import PartyClient
 from cleanroom.contract import Contract, ContractRegistry, SigningKey
 from cleanroom.contract.workdir import generate_party_keys
 from cleanroom.data import generate_sites
+from cleanroom.data.medical_record import FEATURE_COLUMN_NAMES
 from cleanroom.enclave import JobOutcome, run_contract_job
 from cleanroom.keystores import LocalKeyStore
 from cleanroom.store import default_url, open_store
 from cleanroom.tee import SimulatedLauncher
 
-FEATURES = [
-    "age",
-    "sex",
-    "smoker",
-    "chestPain",
-    "bloodPressure",
-    "serumCholestoral",
-    "fastingBloodSugar",
-    "maxHeartRate",
-]
+FEATURES = list(FEATURE_COLUMN_NAMES)
 #: The contract's split; the plaintext baseline of bench_train.py uses the same.
 TRAIN_FRACTION = 0.8
 SPLIT_SEED = 0

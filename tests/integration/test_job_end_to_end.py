@@ -38,6 +38,7 @@ from cleanroom.client import PartyClient
 from cleanroom.contract import Contract, ContractRegistry, SigningKey, sign_revocation
 from cleanroom.contract.workdir import PartyKeyFiles, generate_party_keys, load_broker_key
 from cleanroom.data import generate_sites
+from cleanroom.data.medical_record import FEATURE_COLUMN_NAMES
 from cleanroom.enclave import (
     JobOutcome,
     dataset_digest,
@@ -66,16 +67,7 @@ from cleanroom.tee.bundle import default_package_dir
 
 PARTIES = ("hospital_a", "hospital_b", "hospital_c")
 RECORDS = 300
-FEATURES = [
-    "age",
-    "sex",
-    "smoker",
-    "chestPain",
-    "bloodPressure",
-    "serumCholestoral",
-    "fastingBloodSugar",
-    "maxHeartRate",
-]
+FEATURES = list(FEATURE_COLUMN_NAMES)
 
 
 class Server:
@@ -176,6 +168,19 @@ class World:
         self.registry.submit(contract)
         self.contracts[name] = contract
         return contract
+
+    def run(self, contract: Contract, **options: Any) -> JobOutcome:
+        """``run_contract_job`` for ``contract`` on this world's launcher and bundle."""
+        settings: dict[str, Any] = {"launcher": self.launcher, "bundle": self.bundle}
+        settings.update(options)
+        return run_contract_job(
+            self.workdir,
+            self.store_url,
+            contract.hash,
+            allow_simulation=True,
+            timeout=300,
+            **settings,
+        )
 
     def sign(self, contract: Contract, parties: tuple[str, ...] = PARTIES) -> None:
         for party in parties:
@@ -291,16 +296,7 @@ def good(world: World) -> Ran:
     contract = world.contract("good")
     world.sign(contract)
     events: list[dict[str, Any]] = []
-    outcome = run_contract_job(
-        world.workdir,
-        world.store_url,
-        contract.hash,
-        allow_simulation=True,
-        launcher=world.launcher,
-        bundle=world.bundle,
-        progress=events.append,
-        timeout=300,
-    )
+    outcome = world.run(contract, progress=events.append)
     return Ran(contract, outcome, events)
 
 
@@ -432,15 +428,7 @@ def test_a_contract_not_signed_by_all_releases_nothing(world: World) -> None:
     contract = world.contract("unsigned")
     world.sign(contract, PARTIES[:-1])
     with pytest.raises(ConsentMissing, match="hospital_c"):
-        run_contract_job(
-            world.workdir,
-            world.store_url,
-            contract.hash,
-            allow_simulation=True,
-            launcher=world.launcher,
-            bundle=world.bundle,
-            timeout=300,
-        )
+        world.run(contract)
     assert world.released(contract) == []
     assert not (world.workdir / "outputs" / contract.hash[:16] / "receipt.json").exists()
 
@@ -452,15 +440,7 @@ def test_a_revoked_contract_releases_nothing(world: World) -> None:
     revocation = sign_revocation(contract, party, SigningKey.load(world.keys[party].signing_key))
     world.registry.revoke(contract.hash, party, revocation)
     with pytest.raises(ConsentMissing, match="revoked by hospital_b"):
-        run_contract_job(
-            world.workdir,
-            world.store_url,
-            contract.hash,
-            allow_simulation=True,
-            launcher=world.launcher,
-            bundle=world.bundle,
-            timeout=300,
-        )
+        world.run(contract)
     assert world.released(contract) == []
 
 
@@ -475,14 +455,7 @@ def test_one_changed_byte_of_enclave_code_gets_no_key(world: World, tmp_path: Pa
         allow_simulation=True, workdir=world.workdir / "sim", package_dir=package
     )
     with pytest.raises(PolicyViolation) as refused:
-        run_contract_job(
-            world.workdir,
-            world.store_url,
-            contract.hash,
-            allow_simulation=True,
-            launcher=tampered,
-            timeout=300,
-        )
+        world.run(contract, launcher=tampered, bundle=None)
     assert refused.value.rule == "measurement"
     assert world.released(contract) == []
 
@@ -520,16 +493,7 @@ def test_a_broker_signing_under_a_key_the_contract_does_not_pin_is_refused(
     contract = world.contract("unpinned-broker", broker_keys={"hospital_b": pem})
     world.sign(contract)
     with pytest.raises(BrokerError, match="receipt does not verify"):
-        run_contract_job(
-            world.workdir,
-            world.store_url,
-            contract.hash,
-            allow_simulation=True,
-            launcher=world.launcher,
-            bundle=world.bundle,
-            outputs_dir=tmp_path,
-            timeout=300,
-        )
+        world.run(contract, outputs_dir=tmp_path)
     assert not (tmp_path / "receipt.json").exists()
 
 
@@ -537,15 +501,7 @@ def test_a_party_below_min_rows_stops_the_job_before_any_key(world: World) -> No
     contract = world.contract("too-few", min_rows=RECORDS + 1)
     world.sign(contract)
     with pytest.raises(TrainingError, match=r"hospital_a.*300 rows"):
-        run_contract_job(
-            world.workdir,
-            world.store_url,
-            contract.hash,
-            allow_simulation=True,
-            launcher=world.launcher,
-            bundle=world.bundle,
-            timeout=300,
-        )
+        world.run(contract)
     assert world.released(contract) == []
 
 
@@ -616,17 +572,7 @@ def test_train_then_serve_scores_with_the_model_it_just_trained(world: World, go
     from cleanroom.client.scoring import ScoringClient
 
     contract = good.contract
-    outcome = run_contract_job(
-        world.workdir,
-        world.store_url,
-        contract.hash,
-        allow_simulation=True,
-        launcher=world.launcher,
-        bundle=world.bundle,
-        outputs_dir=world.workdir / "served-outputs",
-        serve=True,
-        timeout=300,
-    )
+    outcome = world.run(contract, outputs_dir=world.workdir / "served-outputs", serve=True)
     assert outcome.enclave is not None
     assert outcome.scoring_url is not None
     try:

@@ -256,13 +256,15 @@ def contract_hyperparameters(
     return resolve_hyperparameters(algorithm, params), featurization, top_k
 
 
-def _wait_for_broker(http: httpx.Client, party: str, url: str, *, patience: float) -> None:
-    """Wait up to ``patience`` seconds for a broker that refuses connections (still starting)."""
+def _wait_for_broker(
+    http: httpx.Client, party: str, url: str, *, patience: float
+) -> httpx.Response:
+    """The broker's answer to ``GET /.well-known/jwks.json`` (its key set), waiting up to
+    ``patience`` seconds for a broker that refuses connections (still starting)."""
     deadline = time.monotonic() + patience
     while True:
         try:
-            http.get("/.well-known/jwks.json")
-            return
+            return http.get("/.well-known/jwks.json")
         except httpx.ConnectError:
             if time.monotonic() >= deadline:
                 raise BrokerError(
@@ -404,13 +406,12 @@ def run_job(
                 httpx.Client(base_url=url, timeout=http_timeout) as http,
                 KbsClient(http, platform=platform, verifier=verifier) as kbs,
             ):
-                _wait_for_broker(http, party, url, patience=http_timeout)
+                jwks_reply = _wait_for_broker(http, party, url, patience=http_timeout)
                 kbs.attest()
                 # Receipts verify under the broker key the parties pinned in the contract;
                 # a contract without one falls back to the key set the broker serves.
                 jwks = contract.party(party).broker_jwks
                 if jwks is None:
-                    jwks_reply = http.get("/.well-known/jwks.json")
                     if jwks_reply.status_code != 200:
                         raise BrokerError(f"the broker of {party} publishes no key set")
                     jwks = jwks_reply.json()
@@ -455,17 +456,14 @@ def run_job(
                 count=len(party_keys),
                 simulated=bool(claims.get("simulated")),
             )
-    except httpx.HTTPError as error:
+    except BaseException as error:
         for party_keys in keys.values():
             for k in party_keys.values():
                 k.zero()
-        raise BrokerError(
-            f"a broker did not answer ({type(error).__name__}); no key was used"
-        ) from None
-    except BaseException:
-        for party_keys in keys.values():
-            for k in party_keys.values():
-                k.zero()
+        if isinstance(error, httpx.HTTPError):
+            raise BrokerError(
+                f"a broker did not answer ({type(error).__name__}); no key was used"
+            ) from None
         raise
     finally:
         if verifier is not None:

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cleanroom.crypto import SqlType
-from cleanroom.errors import QueryError, SchemaError, StorageError
+from cleanroom.errors import QueryError, SchemaError
 from cleanroom.sql import _index_host as catalog
 from cleanroom.sql import package as pkg
 from cleanroom.sql._model import (
@@ -71,7 +71,7 @@ from cleanroom.sql.parser import (
     leaves,
     parse,
 )
-from cleanroom.store import ROW_ID, ColumnSpec, DatasetInfo, DatasetSchema, Store
+from cleanroom.store import ROW_ID, ColumnSpec, DatasetInfo, DatasetSchema, Store, storage_errors
 
 _log = logging.getLogger("cleanroom.sql")
 
@@ -535,32 +535,18 @@ class QueryEngine:
 
     # -- database access -------------------------------------------------------------------
 
-    @contextmanager
-    def _write(self, what: str = "altering a column") -> Iterator[Connection]:
-        with self._guard(what), self._store.engine.connect() as conn:
-            # The store's SQLite engine begins write transactions with BEGIN IMMEDIATE.
-            conn = conn.execution_options(cleanroom_write=True)
-            with conn.begin():
-                yield conn
+    def _write(self, what: str = "altering a column") -> AbstractContextManager[Connection]:
+        return self._store.write(what)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._guard("reading"), self._store.engine.connect() as conn:
+        with storage_errors("reading"), self._store.engine.connect() as conn:
             # One snapshot for the whole statement: a scan and the rows it then reads by id
             # must see the same table. (SQLite's WAL read transaction is one snapshot already.)
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
-
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except sa.exc.SQLAlchemyError as error:
-            # Driver messages may quote parameters (cells, values): keep the class only.
-            cause = type(getattr(error, "orig", None) or error).__name__
-            raise StorageError(f"{what} failed ({cause})") from None
 
 
 def _shown(key: ParamKey) -> str:
