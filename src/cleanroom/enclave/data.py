@@ -74,7 +74,7 @@ _CELL_HEADERS = _CellHeaders()
 
 
 def _digest_batch(hasher: Any, batch: Sequence[tuple[Any, ...]]) -> None:
-    """:func:`_digest_value` of every value of every row, in one ``update`` per batch.
+    """The framing of the module docstring for every value of every row, one ``update``.
 
     When every value is a cell or NULL (the usual case: every column encrypted) the
     framing is built with C-level ``map`` calls, not a Python call per value.
@@ -403,8 +403,9 @@ def read_parties(
     available) parties are read by that many forked processes in parallel: the readers
     inherit the keys by ``fork`` (inside the TEE, like the parent), never through a pipe;
     only the decrypted frames travel back, over a pipe between processes of the same TEE.
-    Each party's keys are zeroed (in the reader and here) once its data is read; on any
-    error all remaining keys are zeroed. Errors are those of :func:`read_party_frame`.
+    Each party's keys are zeroed by whoever read it once its data is read, and every key
+    here when the last party is read or on any error. Errors are those of
+    :func:`read_party_frame`.
     """
     tasks = [
         _ReadTask(party, [info for owner, info in datasets if owner == party], ceks)
