@@ -4,7 +4,6 @@ import logging
 import os
 import struct
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -81,50 +80,34 @@ def test_sqlite_file_holds_no_plaintext(tmp_path: Path, caplog: pytest.LogCaptur
 
 
 @pytest.mark.postgres
-def test_pg_dump_holds_no_plaintext(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    base = os.environ.get("CLEANROOM_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("CLEANROOM_TEST_POSTGRES_URL is not set")
+def test_pg_dump_holds_no_plaintext(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, postgres_url: str
+) -> None:
     caplog.set_level(logging.DEBUG)
-    schema = f"cr_leak_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except sa.exc.OperationalError:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is unreachable under CI")
-        pytest.skip("PostgreSQL is unreachable")
-    try:
-        url = sa.engine.make_url(base)
-        scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
-        client = load_canaries(scoped.render_as_string(hide_password=False), tmp_path / "keys")
-        client.store.close()
-        env = {**os.environ, "PGPASSWORD": url.password or ""}
-        dump = subprocess.run(
-            [
-                "pg_dump",
-                "--host",
-                url.host or "127.0.0.1",
-                "--port",
-                str(url.port or 5432),
-                "--username",
-                url.username or "postgres",
-                "--schema",
-                schema,
-                "--no-password",
-                url.database or "postgres",
-            ],
-            capture_output=True,
-            check=True,
-            env=env,
-            timeout=120,
-        ).stdout
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    url = sa.engine.make_url(postgres_url)
+    schema = str(url.query["options"]).removeprefix("-csearch_path=")
+    client = load_canaries(postgres_url, tmp_path / "keys")
+    client.store.close()
+    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    dump = subprocess.run(
+        [
+            "pg_dump",
+            "--host",
+            url.host or "127.0.0.1",
+            "--port",
+            str(url.port or 5432),
+            "--username",
+            url.username or "postgres",
+            "--schema",
+            schema,
+            "--no-password",
+            url.database or "postgres",
+        ],
+        capture_output=True,
+        check=True,
+        env=env,
+        timeout=120,
+    ).stdout
     assert b"ds_hospital_leak_canary" in dump
     assert CONTROL.encode() in dump  # the scan can see plaintext where there is some
     assert secrets_found(dump) == []

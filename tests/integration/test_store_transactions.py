@@ -1,15 +1,11 @@
 """Bulk loads are one transaction, and two parties load concurrently, on SQLite and PostgreSQL."""
 
-import os
 import random
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from cleanroom.client import PartyClient
 from cleanroom.errors import SchemaError, StorageError
@@ -19,37 +15,12 @@ from cleanroom.store import medical_record_schema, open_store
 ROWS = 20_000
 
 
-def _postgres_base_url() -> str:
-    url = os.environ.get("CLEANROOM_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("CLEANROOM_TEST_POSTGRES_URL is not set")
-    return url
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh store: a SQLite file, or a private PostgreSQL schema dropped afterwards."""
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store: a SQLite file, or a private PostgreSQL schema (``postgres_url``)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    base = _postgres_base_url()
-    schema = f"cr_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is unreachable under CI: {type(error.orig).__name__}")
-        pytest.skip("PostgreSQL is unreachable")
-    url = sa.engine.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 def medical_records(count: int, seed: int) -> list[dict[str, Any]]:
