@@ -45,6 +45,19 @@ def _all_bytes(items: Sequence[object]) -> bool:
     return set(map(type, items)) <= {bytes}
 
 
+def _cells(cells: Sequence[object]) -> list[bytes]:
+    """``cells`` as a list of ``bytes``; anything not bytes-like is a bad cell."""
+    data = list(cells)
+    if _all_bytes(data):
+        return data  # type: ignore[return-value]  # checked: every item is bytes
+    out = []
+    for cell in data:
+        if not isinstance(cell, bytes | bytearray | memoryview):
+            raise DecryptionError()
+        out.append(bytes(cell))
+    return out
+
+
 class CellCipher:
     """Encrypts and decrypts Always Encrypted cells under one column encryption key.
 
@@ -91,13 +104,7 @@ class CellCipher:
 
     def decrypt_many(self, cells: Sequence[bytes]) -> list[bytes]:
         """Plaintexts of many cells, batched; raises if any one of them is bad."""
-        data = list(cells)
-        for index, cell in enumerate(data if not _all_bytes(data) else ()):
-            if type(cell) is not bytes:
-                if not isinstance(cell, bytes | bytearray | memoryview):
-                    raise DecryptionError()
-                data[index] = bytes(cell)
-        plain = _hazmat.decrypt_cells(self._keys, data)
+        plain = _hazmat.decrypt_cells(self._keys, _cells(cells))
         if plain is None:
             raise DecryptionError()
         return plain
@@ -112,19 +119,10 @@ class CellCipher:
         Example: ``plain, lengths = cipher.decrypt_array(cells)``; when every length is 8
         (integer columns), ``plain[:, :8].copy().view("<i8").ravel()`` are the int64 values.
         """
-        data = list(cells)
-        if not _all_bytes(data):
-            data = [self._as_cell(cell) for cell in data]
-        result = _hazmat.decrypt_cells_array(self._keys, data)
+        result = _hazmat.decrypt_cells_array(self._keys, _cells(cells))
         if result is None:
             raise DecryptionError()
         return result
-
-    @staticmethod
-    def _as_cell(cell: object) -> bytes:
-        if isinstance(cell, bytes | bytearray | memoryview):
-            return bytes(cell)
-        raise DecryptionError()
 
     def __repr__(self) -> str:
         return f"CellCipher(<redacted key>, {self.encryption_type.name})"

@@ -32,6 +32,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from cleanroom.crypto import CellCipher, ColumnEncryptionKey, EncryptionType, denormalize_many
+from cleanroom.crypto.parallel import default_workers as cpu_workers
+from cleanroom.crypto.parallel import fork_available
 from cleanroom.errors import (
     DecryptionError,
     NormalizationError,
@@ -380,12 +382,8 @@ def _forked_read(index: int) -> PartyData:
 
 
 def default_workers(parties: int) -> int:
-    """Reader processes to use: one per party, at most one per CPU this process may use."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(parties, cpus))
+    """Reader processes to use: one per party, at most one per CPU (as ``CellWorkers``)."""
+    return max(1, min(parties, cpu_workers()))
 
 
 def read_parties(
@@ -412,7 +410,7 @@ def read_parties(
         for party, ceks in keys.items()
     ]
     try:
-        if workers <= 1 or len(tasks) <= 1 or "fork" not in mp.get_all_start_methods():
+        if workers <= 1 or len(tasks) <= 1 or not fork_available():
             for task in tasks:
                 yield _read_task(store, task, columns, batch_rows)
             return
