@@ -532,7 +532,8 @@ def run_job(
         "threads": threads,
     }
     say("training", algorithm=contract.algorithm.name, rows=sum(len(t) for t, _ in splits.values()))
-    pooled = train(pool({p: tr for p, (tr, _) in splits.items()}), **settings)
+    # Every party's training rows in order, without a pooled copy (same model as one frame).
+    pooled = train([tr for tr, _ in splits.values()], **settings)
     all_test = pool({p: te for p, (_, te) in splits.items()})
     say("evaluating", parties=len(splits))
     report = collaboration_report(splits, pooled=pooled, top_k=top_k, **settings)

@@ -169,7 +169,7 @@ def collaboration_report(
         if len(test) == 0:
             raise TrainingError(f"party {party!r} has no test rows")
     if pooled is None:
-        pooled = train(pool({p: tr for p, (tr, _) in splits.items()}), **settings)
+        pooled = train([tr for tr, _ in splits.values()], **settings)
     # Each model scores each party's test rows once; "all test rows" is their union.
     labels = {p: label_indices(te, spec) for p, (_, te) in splits.items()}
     all_labels = np.concatenate(list(labels.values()))

@@ -264,14 +264,19 @@ def _require_columns(frame: pd.DataFrame, names: Iterable[str]) -> None:
         raise TrainingError(f"missing column(s): {', '.join(missing)}")
 
 
-def _as_float(series: pd.Series[Any], name: str) -> npt.NDArray[np.float64]:
+def as_float(series: pd.Series[Any], name: str) -> npt.NDArray[np.float64]:
+    """The column as float64 (``NaN`` = missing).
+
+    Raises:
+        TrainingError: the values are not numbers (names the column, not a value).
+    """
     try:
         return series.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
         raise TrainingError(f"column {name!r}: values are not numbers") from None
 
 
-def _as_tokens(series: pd.Series[Any]) -> npt.NDArray[np.object_]:
+def as_tokens(series: pd.Series[Any]) -> npt.NDArray[np.object_]:
     """Category codes as strings; missing values as :data:`MISSING_TOKEN`."""
     missing = series.isna().to_numpy()
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
@@ -308,9 +313,9 @@ def model_input(
     out: dict[str, Any] = {}
     for name, kind in spec.input_kinds(featurization).items():
         if kind == "float":
-            out[name] = _as_float(frame[name], name).astype(np.float32)
+            out[name] = as_float(frame[name], name).astype(np.float32)
         else:
-            out[name] = _as_tokens(frame[name])
+            out[name] = as_tokens(frame[name])
     return pd.DataFrame(out, index=frame.index)
 
 
@@ -322,7 +327,7 @@ def label_indices(frame: pd.DataFrame, spec: FeatureSpec) -> npt.NDArray[np.int6
             outside the spec's classes (the message names the column, never the value).
     """
     _require_columns(frame, (spec.label,))
-    values = _as_float(frame[spec.label], spec.label)
+    values = as_float(frame[spec.label], spec.label)
     if np.isnan(values).any():
         raise TrainingError(f"column {spec.label!r}: {int(np.isnan(values).sum())} missing labels")
     classes = np.asarray(spec.classes, dtype=np.float64)
@@ -343,11 +348,15 @@ def labels(frame: pd.DataFrame, spec: FeatureSpec) -> npt.NDArray[np.int64]:
     return np.asarray(spec.classes, dtype=np.int64)[label_indices(frame, spec)]
 
 
-def _numeric_categories(spec: FeatureSpec, name: str) -> list[list[str]] | str:
-    """Every integer of the column's range, or "learn them from the training rows"."""
+def _numeric_categories(
+    spec: FeatureSpec, name: str, learned: Mapping[str, Sequence[str]]
+) -> list[list[str]] | str:
+    """Every integer of the column's range, the given categories, or "learn them"."""
     if name in spec.ranges:
         lo, hi = spec.ranges[name]
         return [[str(v) for v in range(lo, hi + 1)]]
+    if name in learned:
+        return [list(learned[name])]
     return "auto"
 
 
@@ -357,13 +366,18 @@ def build_preprocessor(
     *,
     scale: bool = True,
     dense: bool = False,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    sparse: bool | None = None,
 ) -> ColumnTransformer:
     """An unfitted ColumnTransformer from the model input to the design matrix.
 
     ``scale`` standardizes numeric columns (for linear models; trees do without, which
     also keeps their thresholds exact in float32 ONNX). ``dense`` forces a dense output
-    (HistGradientBoosting does not take sparse input); otherwise the one-hot block stays
-    sparse when the matrix is mostly zeros.
+    (HistGradientBoosting does not take sparse input). ``sparse`` fixes the output's kind
+    (True: CSR, False: dense); left ``None``, the one-hot block stays sparse when the
+    fitted matrix is mostly zeros (scikit-learn's ``sparse_threshold``). ``categories``
+    gives the categories of ``"article"`` numeric columns without a schema range, which
+    are otherwise learned by ``fit`` (see :mod:`cleanroom.ml.design`).
     """
     check_featurization(featurization)
     transformers: list[tuple[str, Any, list[str]]] = []
@@ -395,7 +409,7 @@ def build_preprocessor(
     else:
         for name in spec.numeric:
             encoder = OneHotEncoder(
-                categories=_numeric_categories(spec, name),
+                categories=_numeric_categories(spec, name, categories or {}),
                 handle_unknown="ignore",
                 sparse_output=not dense,
                 dtype=np.float64,
@@ -409,10 +423,16 @@ def build_preprocessor(
             dtype=np.float64,
         )
         transformers.append(("categorical", encoder, categorical))
+    if dense or sparse is False:
+        threshold = 0.0
+    elif sparse:
+        threshold = 1.0
+    else:
+        threshold = 0.3
     return ColumnTransformer(
         transformers,
         remainder="drop",
-        sparse_threshold=0.0 if dense else 0.3,
+        sparse_threshold=threshold,
         verbose_feature_names_out=True,
     )
 
@@ -424,6 +444,8 @@ __all__ = [
     "Featurization",
     "InputKind",
     "SchemaColumn",
+    "as_float",
+    "as_tokens",
     "build_preprocessor",
     "check_featurization",
     "label_indices",

@@ -18,7 +18,7 @@ cores, which is the common case on a shared enclave host.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -32,10 +32,10 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from cleanroom.errors import ConfigurationError, TrainingError
+from cleanroom.ml.design import blocks, design_matrix, fit_preprocessor
 from cleanroom.ml.features import (
     FeatureSpec,
     Featurization,
-    build_preprocessor,
     check_featurization,
     labels,
     model_input,
@@ -221,11 +221,20 @@ class TrainedModel:
         return out
 
     def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
-        """Class probabilities of every row of ``frame`` (columns: ``spec.classes``)."""
-        x = model_input(frame, self.spec, self.featurization)
-        with _threads(self.threads):
-            raw = self.pipeline.predict_proba(x)
-        return self.align(np.asarray(raw, dtype=np.float64))
+        """Class probabilities of every row of ``frame`` (columns: ``spec.classes``).
+
+        Rows are scored :data:`~cleanroom.ml.design.BLOCK_ROWS` at a time (scoring is row
+        by row, so the result does not depend on the blocks; the memory does).
+        """
+        out = np.empty((len(frame), len(self.spec.classes)), dtype=np.float64)
+        start = 0
+        for block in blocks([frame]):
+            x = model_input(block, self.spec, self.featurization)
+            with _threads(self.threads):
+                raw = self.pipeline.predict_proba(x)
+            out[start : start + len(block)] = self.align(np.asarray(raw, dtype=np.float64))
+            start += len(block)
+        return out
 
     def predict(self, frame: pd.DataFrame) -> npt.NDArray[np.int64]:
         """The most probable class of every row (the first one on a tie)."""
@@ -247,7 +256,7 @@ class TrainedModel:
 
 
 def train(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Sequence[pd.DataFrame],
     *,
     spec: FeatureSpec,
     algorithm: str = _LR,
@@ -257,6 +266,11 @@ def train(
     threads: int | None = 1,
 ) -> TrainedModel:
     """Fit ``algorithm`` on the rows of ``frame`` (feature columns and label per ``spec``).
+
+    ``frame`` may be a sequence of frames (e.g. every party's training rows): their rows
+    are used in order, without concatenating them. The design matrix is built in blocks
+    (:mod:`cleanroom.ml.design`): the working memory is the matrix itself and the
+    estimator's own, not the several whole-set intermediates of ``Pipeline.fit``.
 
     Example::
 
@@ -282,22 +296,22 @@ def train(
         raise ConfigurationError("seed must be non-negative")
     if threads is not None and threads < 1:
         raise ConfigurationError("threads must be at least 1 (or None for all cores)")
-    y = labels(frame, spec)
+    frames = [frame] if isinstance(frame, pd.DataFrame) else list(frame)
+    y = np.concatenate([labels(part, spec) for part in frames]) if frames else np.empty(0)
     if len(np.unique(y)) < 2:
         raise TrainingError("the training rows hold fewer than two classes")
-    x = model_input(frame, spec, feats)
-    pipeline = Pipeline(
-        [
-            ("features", build_preprocessor(spec, feats, scale=name == _LR, dense=name == _GBT)),
-            ("model", _estimator(name, params, seed)),
-        ]
-    )
+    frames = [part for part in frames if len(part)]
+    estimator = _estimator(name, params, seed)
     try:
         with _threads(threads):
-            pipeline.fit(x, y)
+            preprocessor = fit_preprocessor(
+                frames, spec, feats, scale=name == _LR, dense=name == _GBT
+            )
+            estimator.fit(design_matrix(preprocessor, frames, spec, feats), y)
     except (ValueError, ArithmeticError, MemoryError) as exc:
         # The estimator's message may quote data; say only which estimator failed.
         raise TrainingError(f"{name} failed to fit: {type(exc).__name__}") from None
+    pipeline = Pipeline([("features", preprocessor), ("model", estimator)])
     return TrainedModel(
         spec=spec,
         featurization=feats,
