@@ -20,7 +20,9 @@ Speed: CBC *decryption* is parallel across blocks, and CBC *encryption* of many 
 parallel across cells. Both are done here as one AES-ECB call over all the blocks of a batch
 (per block position, for encryption) with the XORs in numpy. Each tag copies one keyed
 HMAC state made once per batch (``HMAC.copy()`` skips OpenSSL 3's per-object key setup and
-algorithm fetch, about 2.5× faster than a fresh ``hmac.digest`` per cell).
+algorithm fetch, about 2.5× faster than a fresh ``hmac.digest`` per cell). Cells of one
+length that are already rows of an array (:func:`decrypt_cells_matrix`) skip the list,
+the join and the per-cell length of the ``bytes`` forms.
 """
 
 from __future__ import annotations
@@ -286,9 +288,15 @@ def _decrypt_equal_length(
     decryptor: Any, copy_mac: Any, batch: list[bytes], length: int
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None:
     """Plaintext blocks ``(n, blocks × 16)`` of equal-length cells and each one's pad length."""
-    n = len(batch)
-    blocks = (length - HEADER_LENGTH) // BLOCK
-    cells = np.frombuffer(b"".join(batch), dtype=np.uint8).reshape(n, length)
+    cells = np.frombuffer(b"".join(batch), dtype=np.uint8).reshape(len(batch), length)
+    if not _tags_ok(copy_mac, cells):
+        return None
+    return _open_verified(decryptor, cells)
+
+
+def _tags_ok(copy_mac: Any, cells: npt.NDArray[np.uint8]) -> bool:
+    """Whether every row of ``cells`` (equal-length cells) has version 0x01 and its tag."""
+    n, length = cells.shape
     # MAC input per cell: 0x01 ‖ IV ‖ ciphertext ‖ 0x01.
     message = np.empty((n, length - 1 - TAG_LENGTH + 2), dtype=np.uint8)
     message[:, 0] = VERSION
@@ -297,8 +305,15 @@ def _decrypt_equal_length(
     tags = _tags(copy_mac, message.tobytes(), message.shape[1])
     # One constant-time comparison over the whole batch: all 32 bytes of every tag.
     tags_ok = hmac.compare_digest(tags, cells[:, 1 : 1 + TAG_LENGTH].tobytes())
-    if not (tags_ok and bool(np.all(cells[:, 0] == VERSION))):
-        return None
+    return tags_ok and bool(np.all(cells[:, 0] == VERSION))
+
+
+def _open_verified(
+    decryptor: Any, cells: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None:
+    """CBC-decrypt rows of equal-length cells whose tags were checked; ``None`` on bad padding."""
+    n, length = cells.shape
+    blocks = (length - HEADER_LENGTH) // BLOCK
     body = cells[:, 1 + TAG_LENGTH :].reshape(n, blocks + 1, BLOCK)
     decrypted = decryptor.update(body[:, 1:, :].tobytes())
     plain = np.bitwise_xor(
@@ -311,3 +326,39 @@ def _decrypt_equal_length(
     if not bool(np.all(valid)):
         return None
     return plain.reshape(n, blocks * BLOCK), pad.astype(np.int64)
+
+
+def decrypt_cells_matrix(
+    keys: DerivedKeys, cells: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None:
+    """:func:`decrypt_cells_array` for cells of one length given as the rows of a 2-D
+    ``uint8`` array (any strides: e.g. a column sliced out of a batch of joined rows).
+
+    No list of cells, no join and no per-cell length: the array's width is every cell's
+    length. Every tag of every row is checked (constant time) before any AES work;
+    ``None`` if anything is wrong (not a 2-D ``uint8`` array, a bad length, version, tag
+    or padding), like :func:`decrypt_cells_array`.
+    """
+    if not isinstance(cells, np.ndarray) or cells.ndim != 2 or cells.dtype != np.uint8:
+        return None
+    n, length = cells.shape
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.uint8), np.zeros(0, dtype=np.int64)
+    if length < MIN_CELL_LENGTH or (length - HEADER_LENGTH) % BLOCK != 0:
+        return None
+    copy_mac = _keyed_hmac(keys.mac_key).copy
+    chunks = [cells[start : start + CHUNK] for start in range(0, n, CHUNK)]
+    # No early exit: every chunk's tags are computed whatever an earlier chunk gave.
+    verified = [_tags_ok(copy_mac, chunk) for chunk in chunks]
+    if not all(verified):
+        return None
+    decryptor = Cipher(algorithms.AES(keys.enc_key), modes.ECB()).decryptor()  # noqa: S305 — CBC built by hand
+    parts = []
+    for chunk in chunks:
+        part = _open_verified(decryptor, chunk)
+        if part is None:
+            return None
+        parts.append(part)
+    plain = parts[0][0] if len(parts) == 1 else np.concatenate([p for p, _ in parts])
+    pad = parts[0][1] if len(parts) == 1 else np.concatenate([d for _, d in parts])
+    return plain, plain.shape[1] - pad

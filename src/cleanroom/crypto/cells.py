@@ -124,6 +124,19 @@ class CellCipher:
             raise DecryptionError()
         return result
 
+    def decrypt_matrix(
+        self, cells: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """:meth:`decrypt_array` for cells of one length held as the rows of a 2-D ``uint8``
+        array (any strides, e.g. one column's slice of a batch of joined rows): no list of
+        ``bytes``, no join. Every tag is checked before any decryption; raises if any cell
+        is bad or ``cells`` is not a 2-D ``uint8`` array.
+        """
+        result = _hazmat.decrypt_cells_matrix(self._keys, cells)
+        if result is None:
+            raise DecryptionError()
+        return result
+
     def __repr__(self) -> str:
         return f"CellCipher(<redacted key>, {self.encryption_type.name})"
 

@@ -1,7 +1,9 @@
 """Reading one party's dataset inside the enclave: stream, digest, decrypt, validate.
 
 Rows are read in ``row_id`` (load) order in batches (``yield_per``), so memory holds one
-batch of cells at a time plus the decrypted feature columns the job needs.
+batch of cells at a time plus the decrypted feature columns the job needs. A batch of only
+cells and NULLs, each column's cells of one length (the usual case), is joined once into
+its digest framing; integer and bit columns are decrypted straight from views of it.
 
 Dataset digest (format ``cleanroom-dataset-digest/1``): SHA-256 over every row in
 ``row_id`` order and, within a row, every schema column in schema order of::
@@ -19,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+import operator
 import os
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain, repeat
 from typing import Any
 
 import numpy as np
@@ -74,17 +77,30 @@ class _CellHeaders(dict[int, bytes]):
 
 _CELL_HEADERS = _CellHeaders()
 
+_CELL_TYPES = {bytes, type(None)}
+#: Bytes of a joined batch per NULL above which its digest compacts the batch with numpy
+#: instead of one ``update`` per NULL (each costs about as much as masking this many bytes).
+_SEGMENT_BYTES = 256
+
 
 def _digest_batch(hasher: Any, batch: Sequence[tuple[Any, ...]]) -> None:
-    """The framing of the module docstring for every value of every row, one ``update``.
+    """The framing of the module docstring for every value of every row.
 
-    When every value is a cell or NULL (the usual case: every column encrypted) the
-    framing is built with C-level ``map`` calls, not a Python call per value.
+    The usual batch (every value a cell or NULL, each column's cells of one length) is
+    framed by one join (:func:`_join_cells`); any other goes value by value.
     """
-    flat = list(chain.from_iterable(batch))
+    joined = _join_cells(batch, len(batch[0]) if batch else 0)
+    if joined is not None:
+        joined.digest(hasher)
+        return
+    _digest_values(hasher, list(chain.from_iterable(batch)))
+
+
+def _digest_values(hasher: Any, flat: list[Any]) -> None:
+    """:func:`_digest_batch` for any values, in order; one ``update``."""
     types = set(map(type, flat))
-    if types <= {bytes, type(None)}:
-        nulls = [i for i, value in enumerate(flat) if value is None] if len(types) > 1 else []
+    if types <= _CELL_TYPES:
+        nulls = [i for i, value in enumerate(flat) if value is None] if type(None) in types else []
         cells = flat
         if nulls:
             cells = flat.copy()
@@ -108,6 +124,110 @@ def _digest_batch(hasher: Any, batch: Sequence[tuple[Any, ...]]) -> None:
         else:
             append(_encode_other(value))
     hasher.update(b"".join(slow))
+
+
+@dataclass(frozen=True, slots=True)
+class _JoinedCells:
+    """One batch of cells and NULLs, joined once in the digest's framing.
+
+    Each column's cells have one length, so every value sits at a fixed place in its row:
+    ``table[r, offsets[c]:]`` is ``0x01 ‖ uint32_be(len) ‖ cell`` for a cell, and for a
+    NULL a ``0x00`` then a zero-filled placeholder of the same size that the digest skips.
+    ``lists`` holds the values (``None`` for NULL) of the columns asked for as lists.
+    """
+
+    framed: bytearray
+    table: npt.NDArray[np.uint8]
+    offsets: list[int]
+    lengths: list[int]
+    nulls: npt.NDArray[np.bool_] | None
+    lists: dict[int, list[Any]]
+
+    def digest(self, hasher: Any) -> None:
+        """Feed the batch's framing to ``hasher``: the joined bytes minus NULL placeholders."""
+        if self.nulls is None:
+            hasher.update(self.framed)
+            return
+        rows, columns = np.divmod(np.flatnonzero(self.nulls), len(self.offsets))
+        if len(rows) > self.table.size // _SEGMENT_BYTES:
+            # Mostly NULL: one numpy compaction beats an ``update`` per NULL.
+            keep = np.ones(self.table.shape, dtype=np.bool_)
+            for column, (offset, length) in enumerate(zip(self.offsets, self.lengths, strict=True)):
+                keep[self.nulls[:, column], offset + 1 : offset + 5 + length] = False
+            hasher.update(self.table[keep])
+            return
+        starts = rows * self.table.shape[1] + np.asarray(self.offsets)[columns]
+        ends = starts + 5 + np.asarray(self.lengths)[columns]
+        previous = 0
+        with memoryview(self.framed) as view:
+            # Up to and including each NULL's 0x00, then on from the end of its placeholder.
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                hasher.update(view[previous : start + 1])
+                previous = end
+            hasher.update(view[previous:])
+
+    def column_nulls(self, column: int) -> npt.NDArray[np.bool_] | None:
+        """Which rows of ``column`` are NULL; ``None`` if none is."""
+        if self.nulls is None:
+            return None
+        nulls = self.nulls[:, column]
+        return nulls if bool(nulls.any()) else None
+
+    def cells(self, column: int, nulls: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.uint8]:
+        """``column``'s non-NULL cells as rows of a ``(n, length)`` array (a view if no NULL)."""
+        start = self.offsets[column] + 5
+        view = self.table[:, start : start + self.lengths[column]]
+        return view if nulls is None else view[~nulls]
+
+
+def _join_cells(
+    batch: Sequence[tuple[Any, ...]], width: int, list_columns: Sequence[int] = ()
+) -> _JoinedCells | None:
+    """The batch of rows of ``width`` values joined once (:class:`_JoinedCells`), or
+    ``None`` if it is not only cells and NULLs, a column's cells differ in length or the
+    values do not fill ``width`` columns (then the caller goes value by value).
+
+    The per-value work is C-level passes (``chain``, ``map``, one join); only NULLs are
+    visited one by one.
+    """
+    rows = len(batch)
+    flat = list(chain.from_iterable(batch))
+    if not flat or len(flat) != rows * width:
+        return None
+    types = set(map(type, flat))
+    if not types <= _CELL_TYPES:
+        return None
+    lists = {column: flat[column::width] for column in list_columns}
+    nulls = None
+    if type(None) in types:
+        mask = bytes(map(operator.is_, flat, repeat(None)))
+        nulls = np.frombuffer(mask, dtype=np.bool_).reshape(rows, width)
+        lengths = []
+        for column in range(width):
+            first = int(np.argmin(nulls[:, column]))  # the first non-NULL row, if any
+            null = bool(nulls[first, column])
+            lengths.append(0 if null else len(flat[first * width + column]))
+        placeholders = [bytes(length) for length in lengths]
+        for index in np.flatnonzero(nulls).tolist():
+            flat[index] = placeholders[index % width]
+    else:
+        lengths = list(map(len, flat[:width]))
+    sizes = np.fromiter(map(len, flat), dtype=np.int64, count=len(flat)).reshape(rows, width)
+    if not bool((sizes == np.asarray(lengths)).all()):
+        return None
+    # One join with the first column's header as separator; other headers patched below.
+    flat.insert(0, b"")
+    framed = bytearray(_CELL_HEADERS[lengths[0]]).join(flat)
+    offsets = [0, *accumulate(5 + length for length in lengths[:-1])]
+    table = np.frombuffer(framed, dtype=np.uint8).reshape(rows, 5 * width + sum(lengths))
+    for column, length in enumerate(lengths):
+        if length != lengths[0]:
+            header = np.frombuffer(_CELL_HEADERS[length], dtype=np.uint8)
+            table[:, offsets[column] : offsets[column] + 5] = header
+    if nulls is not None:
+        for column in range(width):
+            table[nulls[:, column], offsets[column]] = 0
+    return _JoinedCells(framed, table, offsets, lengths, nulls, lists)
 
 
 def _encode_other(value: Any) -> bytes:
@@ -203,11 +323,12 @@ def check_schema(party: str, stored: DatasetSchema, expected: DatasetSchema) -> 
 
 
 def _to_column(values: list[Any]) -> Any:
-    """Plain values -> a float array (NaN for NULL) when they are all numbers, else objects."""
+    """Plain values -> a float32 array (NaN for NULL) when they are all numbers, else objects."""
     try:
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        numbers = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     except (TypeError, ValueError):
         return np.array(values, dtype=object)
+    return numbers.astype(np.float32)
 
 
 class _ColumnDecryptor:
@@ -222,14 +343,22 @@ class _ColumnDecryptor:
         self.spec = spec
         self.cipher = cipher
         self._int64 = spec.column_type.is_integer
+        #: Integer and bit cells are read straight from a joined batch (:meth:`joined`).
+        self.reads_joined = cipher is not None and self._int64
 
     def _invalid(self, error: Exception) -> TrainingError:
         return TrainingError(
             f"party {self.party!r}: column {self.spec.name!r}: {error} (value withheld)"
         )
 
+    def _undecryptable(self) -> TrainingError:
+        return TrainingError(
+            f"party {self.party!r}: column {self.spec.name!r}: a cell does not decrypt "
+            "under the party's key"
+        )
+
     def column(self, cells: list[Any]) -> Any:
-        """The validated column as an array: float64 (NaN for NULL) if numeric, else objects."""
+        """The validated column as an array: float32 (NaN for NULL) if numeric, else objects."""
         if self.cipher is None:
             try:
                 return _to_column(self.spec.coerce_many(cells))
@@ -240,24 +369,61 @@ class _ColumnDecryptor:
         try:
             decoded, inverse = self._decrypt(present)
         except (DecryptionError, NormalizationError):
-            raise TrainingError(
-                f"party {self.party!r}: column {self.spec.name!r}: a cell does not decrypt "
-                "under the party's key"
-            ) from None
+            raise self._undecryptable() from None
+        nulls = None
+        if has_null:
+            nulls = np.frombuffer(bytes(map(operator.is_, cells, repeat(None))), dtype=np.bool_)
+        return self._assemble(decoded, inverse, nulls)
+
+    def joined(self, batch: _JoinedCells, position: int) -> Any:
+        """:meth:`column` for an encrypted integer or bit column of a joined batch: its
+        cells go to the cipher as one array (no list of cells, no join)."""
+        assert self.cipher is not None
+        nulls = batch.column_nulls(position)
+        cells = batch.cells(position, nulls)
+        try:
+            if len(cells):
+                decoded, inverse = self._int64_values(*self.cipher.decrypt_matrix(cells))
+            else:
+                decoded, inverse = [], np.empty(0, dtype=np.intp)
+        except (DecryptionError, NormalizationError):
+            raise self._undecryptable() from None
+        return self._assemble(decoded, inverse, nulls)
+
+    def _assemble(
+        self,
+        decoded: list[Any],
+        inverse: npt.NDArray[np.intp],
+        nulls: npt.NDArray[np.bool_] | None,
+    ) -> Any:
+        """Validate the distinct ``decoded`` values and spread them over the column's rows
+        (``inverse`` for the non-NULL ones, in order; ``nulls`` marks the NULL rows)."""
         try:
             coerced = self.spec.coerce_many(decoded)
-            null_value = self.spec.coerce_many([None])[0] if has_null else None
+            null_value = self.spec.coerce_many([None])[0] if nulls is not None else None
         except (ValueError, SchemaError) as error:
             raise self._invalid(error) from None
         if all(isinstance(v, int | float) for v in coerced) and null_value is None:
-            values = np.array([float(v) for v in coerced], dtype=np.float64)[inverse]
-            if not has_null:
+            table = np.array([float(v) for v in coerced], dtype=np.float64).astype(np.float32)
+            values = table[inverse]
+            if nulls is None:
                 return values
-            out = np.full(len(cells), np.nan)
-            out[[i for i, cell in enumerate(cells) if cell is not None]] = values
+            out = np.full(len(nulls), np.nan, dtype=np.float32)
+            out[~nulls] = values
             return out
         it = iter(inverse.tolist())
-        return _to_column([null_value if cell is None else coerced[next(it)] for cell in cells])
+        flags = nulls.tolist() if nulls is not None else repeat(False, len(inverse))
+        return _to_column([null_value if null else coerced[next(it)] for null in flags])
+
+    def _int64_values(
+        self, plain: npt.NDArray[np.uint8], lengths: npt.NDArray[np.int64]
+    ) -> tuple[list[Any], npt.NDArray[np.intp]]:
+        """Distinct decoded values of 8-byte integer plaintexts, and each one's index."""
+        if not bool((lengths == 8).all()):
+            raise NormalizationError("an integer plaintext is not 8 bytes")
+        numbers, inverse = np.unique(plain[:, :8].copy().view("<i8").ravel(), return_inverse=True)
+        distinct = [int(v).to_bytes(8, "little", signed=True) for v in numbers.tolist()]
+        return denormalize_many(distinct, self.spec.column_type.sql_type), inverse.ravel()
 
     def _decrypt(self, cells: list[bytes]) -> tuple[list[Any], npt.NDArray[np.intp]]:
         """The distinct plaintexts of ``cells``, decoded, and each cell's index into them.
@@ -266,23 +432,15 @@ class _ColumnDecryptor:
         types go through a table of their distinct plaintext bytes.
         """
         assert self.cipher is not None
-        sql_type = self.spec.column_type.sql_type
         if not cells:
             return [], np.empty(0, dtype=np.intp)
         if self._int64:
-            plain, lengths = self.cipher.decrypt_array(cells)
-            if not bool((lengths == 8).all()):
-                raise NormalizationError("an integer plaintext is not 8 bytes")
-            numbers, inverse = np.unique(
-                plain[:, :8].copy().view("<i8").ravel(), return_inverse=True
-            )
-            distinct = [int(v).to_bytes(8, "little", signed=True) for v in numbers.tolist()]
-            return denormalize_many(distinct, sql_type), inverse.ravel()
+            return self._int64_values(*self.cipher.decrypt_array(cells))
         texts = self.cipher.decrypt_many(cells)
         distinct = list(dict.fromkeys(texts))
         index = {text: i for i, text in enumerate(distinct)}
         inverse = np.fromiter(map(index.__getitem__, texts), np.intp, count=len(texts))
-        return denormalize_many(distinct, sql_type), inverse
+        return denormalize_many(distinct, self.spec.column_type.sql_type), inverse
 
 
 def read_party_frame(
@@ -296,7 +454,10 @@ def read_party_frame(
     """Decrypt and validate ``info``'s rows; the frame of ``columns`` and the digest.
 
     Every schema column is decrypted and validated (categories, bounds, required values),
-    not only ``columns``. Errors name the party and the column, never a value.
+    not only ``columns``. Errors name the party and the column, never a value. A column
+    whose values are all numbers comes back as ``float32``, NaN for NULL (exact for
+    integers up to 2**24 in magnitude, as every MedicalRecord column is; other values are
+    rounded as the models' float32 inputs round them); any other column as objects.
     """
     party = info.party
     ciphers: dict[tuple[str, str], CellCipher] = {}
@@ -316,20 +477,33 @@ def read_party_frame(
     missing = [c for c in columns if c not in wanted]
     if missing:
         raise TrainingError(f"party {party!r}: the dataset has no column(s) {', '.join(missing)}")
+    as_lists = [i for i, decryptor in enumerate(decryptors) if not decryptor.reads_joined]
+    width = len(decryptors)
     parts: dict[str, list[Any]] = {name: [] for name in columns}
     hasher = hashlib.sha256()
     rows = 0
     for batch in iter_stored_rows(store, info, batch_rows=batch_rows):
-        _digest_batch(hasher, batch)
-        by_column = list(zip(*batch, strict=True))
+        joined = _join_cells(batch, width, as_lists)
+        if joined is not None:
+            joined.digest(hasher)
+            lists = joined.lists
+        else:
+            flat = list(chain.from_iterable(batch))
+            if len(flat) != len(batch) * width:
+                raise StorageError(f"reading dataset {info.name!r} failed (row width)")
+            _digest_values(hasher, flat)
+            lists = {position: flat[position::width] for position in range(width)}
         for position, decryptor in enumerate(decryptors):
-            values = decryptor.column(list(by_column[position]))
+            if joined is not None and decryptor.reads_joined:
+                values = decryptor.joined(joined, position)
+            else:
+                values = decryptor.column(lists[position])
             if decryptor.spec.name in parts:
                 parts[decryptor.spec.name].append(values)
         rows += len(batch)
     frame = pd.DataFrame(
         {
-            name: (np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float64))
+            name: (np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float32))
             for name, chunks in parts.items()
         }
     )

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import hashlib
+import json
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cleanroom.client import PartyClient
 from cleanroom.crypto import ColumnEncryptionKey
 from cleanroom.data import generate_sites
+from cleanroom.enclave import data as enclave_data
 from cleanroom.enclave.data import (
     DIGEST_FORMAT,
     check_schema,
@@ -19,7 +28,15 @@ from cleanroom.enclave.data import (
 )
 from cleanroom.errors import TrainingError
 from cleanroom.keystores import LocalKeyStore
-from cleanroom.store import DatasetInfo, DatasetSchema, Store, medical_record_schema, open_store
+from cleanroom.store import (
+    ROW_ID,
+    ColumnSpec,
+    DatasetInfo,
+    DatasetSchema,
+    Store,
+    medical_record_schema,
+    open_store,
+)
 
 PARTY = "hospital_a"
 COLUMNS = ["age", "chestPain", "sex", "risk"]
@@ -120,3 +137,250 @@ def test_schema_mismatches_name_party_and_column() -> None:
     with pytest.raises(TrainingError, match=r"hospital_b.*missing 'maxHeartRate'"):
         check_schema("hospital_b", fewer, base)
     check_schema("hospital_b", base.with_default_cek("CEK_hospital_b"), base)  # CEKs may differ
+
+
+# -- the digest, against the framing written in the module docstring -----------------------
+
+
+def _reference_digest(rows: Iterable[Sequence[Any]]) -> str:
+    """``cleanroom-dataset-digest/1`` written out value by value, as documented."""
+    hasher = hashlib.sha256()
+    for row in rows:
+        for value in row:
+            if value is None:
+                hasher.update(b"\x00")
+            elif isinstance(value, bytes | bytearray | memoryview):
+                hasher.update(b"\x01" + struct.pack(">I", len(value)) + bytes(value))
+            else:
+                text = json.dumps(value, default=str, ensure_ascii=False).encode("utf-8")
+                hasher.update(b"\x02" + struct.pack(">I", len(text)) + text)
+    return hasher.hexdigest()
+
+
+def _batch_digest(batch: list[tuple[Any, ...]]) -> str:
+    hasher = hashlib.sha256()
+    enclave_data._digest_batch(hasher, batch)
+    return hasher.hexdigest()
+
+
+def _cell(length: int, seed: int) -> bytes:
+    return bytes((seed * 31 + i) % 256 for i in range(length))
+
+
+def _rows(columns: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    return list(zip(*columns, strict=True))
+
+
+_A, _B, _C = (
+    [_cell(65, i) for i in range(6)],
+    [_cell(81, 100 + i) for i in range(6)],
+    [_cell(7, 200 + i) for i in range(6)],
+)
+_N = [None] * 6
+#: Batches every value of which is a cell or NULL, each column's cells of one length.
+JOINABLE = {
+    "no NULL": _rows([_A, _A[::-1]]),
+    "NULLs in several columns": _rows([[None, *_A[1:]], [*_B[:3], None, *_B[4:]], _C]),
+    "a column entirely NULL": _rows([_A, _N, _B]),
+    "first and last cell NULL": _rows([[None, *_A[1:]], [*_B[:5], None]]),
+    "mixed lengths across columns": _rows([_C, _A, _B, [b""] * 6]),
+    "every value NULL": _rows([_N, _N, _N]),
+    "one row": [(_A[0], None, _C[1])],
+    "one column": _rows([[None, *_B[1:]]]),
+    "mostly NULL": _rows([_N, [*_N[:5], _A[0]], _N, _B]),
+}
+#: Batches that take the value-by-value path.
+OTHER = {
+    "mixed lengths within a column": _rows([_A, [*_B[:5], _C[0]]]),
+    "plaintext columns": _rows([_A, [1, None, "x", 2.5, True, "é"], _B]),
+    "bytes-like values": _rows([[bytearray(_A[0]), *_A[1:]], _B]),
+}
+
+
+@pytest.mark.parametrize("segment_bytes", [1, 10**9], ids=["compacted", "segments"])
+@pytest.mark.parametrize("name", list(JOINABLE))
+def test_a_joined_batch_digests_as_documented(
+    monkeypatch: pytest.MonkeyPatch, name: str, segment_bytes: int
+) -> None:
+    # Both ways of skipping NULL placeholders: one numpy compaction or one update per NULL.
+    monkeypatch.setattr(enclave_data, "_SEGMENT_BYTES", segment_bytes)
+    batch = JOINABLE[name]
+    assert enclave_data._join_cells(batch, len(batch[0])) is not None
+    assert enclave_data._join_cells(batch, len(batch[0]) + 1) is None  # not rows of that width
+    assert _batch_digest(batch) == _reference_digest(batch)
+
+
+@pytest.mark.parametrize("name", list(OTHER))
+def test_other_batches_digest_as_documented(name: str) -> None:
+    batch = OTHER[name]
+    assert enclave_data._join_cells(batch, len(batch[0])) is None
+    assert _batch_digest(batch) == _reference_digest(batch)
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.binary(max_size=40),
+    st.integers(-(2**40), 2**40),
+    st.text(max_size=5),
+)
+
+
+@st.composite
+def _batches(draw: st.DrawFn) -> list[tuple[Any, ...]]:
+    rows = draw(st.integers(1, 12))
+    width = draw(st.integers(1, 5))
+    columns = []
+    for _ in range(width):
+        kind = draw(st.sampled_from(["cells", "cells", "any"]))
+        if kind == "cells":  # one length, some NULLs: the joined path
+            length = draw(st.integers(0, 40))
+            cell = st.binary(min_size=length, max_size=length)
+            value = st.one_of(st.none(), cell) if draw(st.booleans()) else cell
+        else:
+            value = _VALUES
+        columns.append(draw(st.lists(value, min_size=rows, max_size=rows)))
+    return _rows(columns)
+
+
+@given(_batches())
+@settings(max_examples=300)
+def test_any_batch_digests_as_documented(batch: list[tuple[Any, ...]]) -> None:
+    assert _batch_digest(batch) == _reference_digest(batch)
+
+
+# -- the fast (joined) read against the value-by-value one, through a real store ------------
+
+MIXED_TABLE = "Mixed"
+
+
+def _mixed_schema(variant: str) -> DatasetSchema:
+    sites = ("northwest", "southeast") if variant != "varying" else ("n", "southeast")
+    columns = [
+        ColumnSpec("label", "tinyint", categories=(0, 1, 2), nullable=False),
+        ColumnSpec("score", "int", minimum=-1000, maximum=1000),
+        ColumnSpec("empty", "smallint"),
+        ColumnSpec("flag", "bit", encryption="deterministic"),
+        ColumnSpec("site", "nvarchar(20)", encryption="deterministic", categories=sites),
+        ColumnSpec("big", "bigint"),
+    ]
+    if variant == "plaintext":
+        columns.append(ColumnSpec("visits", "int", encrypted=False))
+    return DatasetSchema(table=MIXED_TABLE, columns=tuple(columns), label="label")
+
+
+def _mixed_frame(schema: DatasetSchema, rows: int = 23) -> pd.DataFrame:
+    sites = schema.columns[4].categories
+    assert sites is not None
+    values: dict[str, list[Any]] = {
+        "label": [i % 3 for i in range(rows)],
+        "score": [None if i in (0, 5, 6, rows - 1) else i * 7 - 30 for i in range(rows)],
+        "empty": [None] * rows,
+        "flag": [None if i % 4 == 1 else i % 2 for i in range(rows)],
+        "site": [None if i in (3, rows - 1) else sites[i % 3 % 2] for i in range(rows)],
+        # float32 holds these exactly (24-bit significand); the frame is float32.
+        "big": [(-1) ** i * (2**40 + i * 2**20) for i in range(rows)],
+        "visits": [None if i == 2 else i for i in range(rows)],
+    }
+    return pd.DataFrame({c.name: values[c.name] for c in schema.columns})
+
+
+@pytest.fixture(params=["fixed", "varying", "plaintext"])
+def mixed(
+    request: pytest.FixtureRequest, store_url: str, tmp_path: Path
+) -> Iterator[tuple[Store, PartyClient, DatasetInfo]]:
+    store = open_store(store_url)
+    client = PartyClient(store, LocalKeyStore(tmp_path / "keys"), party=PARTY)
+    client.create_keys()
+    schema = _mixed_schema(request.param)
+    client.create_dataset(schema)
+    client.import_dataframe(_mixed_frame(schema), dataset=MIXED_TABLE)
+    try:
+        yield store, client, client.dataset(MIXED_TABLE)
+    finally:
+        store.close()
+
+
+def _stored_rows(store: Store, info: DatasetInfo) -> list[tuple[Any, ...]]:
+    names = ", ".join(f'"{n}"' for n in info.schema.column_names)
+    query = f'SELECT {names} FROM "{info.table_name}" ORDER BY "{ROW_ID}"'  # noqa: S608
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.exec_driver_sql(query)]
+
+
+def _plain(values: Iterable[Any]) -> list[Any]:
+    return [None if pd.isna(v) else v for v in values]
+
+
+@pytest.mark.parametrize("batch_rows", [1, 5, 1000])
+def test_the_joined_read_equals_the_value_by_value_read(
+    monkeypatch: pytest.MonkeyPatch,
+    mixed: tuple[Store, PartyClient, DatasetInfo],
+    batch_rows: int,
+) -> None:
+    store, client, info = mixed
+    names = info.schema.column_names
+    frame, digest = read_party_frame(
+        store, info, ceks=_keys(client), columns=names, batch_rows=batch_rows
+    )
+    with monkeypatch.context() as patched:
+        patched.setattr(enclave_data, "_join_cells", lambda *args, **kwargs: None)
+        slow_frame, slow_digest = read_party_frame(
+            store, info, ceks=_keys(client), columns=names, batch_rows=batch_rows
+        )
+    pd.testing.assert_frame_equal(frame, slow_frame)
+    assert digest == slow_digest
+    assert digest.rows == len(frame) == 23
+    assert digest.sha256 == _reference_digest(_stored_rows(store, info))
+    assert dataset_digest(store, PARTY, MIXED_TABLE, batch_rows=batch_rows) == digest
+    own = client.read_dataframe(MIXED_TABLE)
+    for name in names:
+        assert _plain(frame[name]) == _plain(own[name]), name
+        if name == "site":
+            assert frame[name].dtype.kind == "O" or pd.api.types.is_string_dtype(frame[name])
+        else:
+            assert frame[name].dtype == "float32", name
+
+
+def test_the_joined_path_is_taken_when_each_column_has_one_cell_length(
+    mixed: tuple[Store, PartyClient, DatasetInfo],
+) -> None:
+    store, _, info = mixed
+    rows = _stored_rows(store, info)
+    joined = enclave_data._join_cells(rows, len(info.schema.columns))
+    sites = info.schema.columns[4].categories or ()
+    if "visits" in info.schema.column_names or "n" in sites:
+        assert joined is None  # a plaintext column, or site cells of two lengths
+    else:
+        assert joined is not None
+        assert sorted(set(joined.lengths)) == [0, 65, 81]  # "empty" is entirely NULL
+
+
+def _replace_cell(store: Store, info: DatasetInfo, column: str, row: int, change: Any) -> None:
+    table = sa.table(info.table_name, sa.column(ROW_ID), sa.column(column))
+    with store.engine.begin() as conn:
+        ids = conn.execute(sa.select(table.c[ROW_ID]).order_by(table.c[ROW_ID])).scalars().all()
+        where = table.c[ROW_ID] == ids[row]
+        cell = conn.execute(sa.select(table.c[column]).where(where)).scalar_one()
+        conn.execute(sa.update(table).where(where).values({column: change(bytes(cell))}))
+
+
+@pytest.mark.parametrize(
+    ("column", "change"),
+    [
+        ("score", lambda cell: cell[:40] + bytes([cell[40] ^ 1]) + cell[41:]),  # tampered
+        ("score", lambda cell: cell[:-16]),  # a shorter cell: the value-by-value path
+        ("big", lambda cell: cell[:1] + bytes(32) + cell[33:]),  # a zeroed tag
+        ("flag", lambda cell: cell + bytes(16)),  # a longer cell
+    ],
+)
+@pytest.mark.parametrize("batch_rows", [4, 1000])
+def test_a_bad_cell_names_the_party_and_column_only(
+    mixed: tuple[Store, PartyClient, DatasetInfo], column: str, change: Any, batch_rows: int
+) -> None:
+    store, client, info = mixed
+    _replace_cell(store, info, column, 10, change)  # a row where every column has a cell
+    with pytest.raises(TrainingError) as stopped:
+        read_party_frame(store, info, ceks=_keys(client), columns=["label"], batch_rows=batch_rows)
+    assert str(stopped.value) == (
+        f"party {PARTY!r}: column {column!r}: a cell does not decrypt under the party's key"
+    )
