@@ -159,29 +159,49 @@ def design_matrix(
     frames: Sequence[pd.DataFrame],
     spec: FeatureSpec,
     featurization: Featurization,
+    *,
+    compact: bool = False,
 ) -> Design:
     """``preprocessor.transform`` of every row of ``frames``, built :data:`BLOCK_ROWS` at a time.
 
     Dense output is written into one array allocated up front; sparse output is stacked
-    from per-block CSR matrices.
+    from per-block CSR matrices. ``compact`` stores the values as float32 when that is
+    exact — every block is checked, and the matrix falls back to float64 at the first block
+    whose values float32 would round (the schema and article featurizations never do: their
+    values are float32 scaler output, 0 and 1).
     """
     rows = sum(len(frame) for frame in frames)
-    parts: list[sp.csr_matrix] = []
+    parts: list[Any] = []
     out: npt.NDArray[np.floating[Any]] | None = None
+    narrow = compact
     start = 0
     for block in blocks(frames):
         x = preprocessor.transform(model_input(block, spec, featurization))
+        if narrow and not _fits_float32(x):
+            narrow = False
+            parts = [part.astype(np.float64) for part in parts]
+            if out is not None:
+                out = out.astype(np.float64)
+        dtype = np.float32 if narrow else x.dtype
         if sp.issparse(x):
-            parts.append(sp.csr_matrix(x))
+            parts.append(sp.csr_matrix(x, dtype=dtype))
         else:
             if out is None:
-                out = np.empty((rows, x.shape[1]), dtype=x.dtype)
+                out = np.empty((rows, x.shape[1]), dtype=dtype)
             out[start : start + len(block)] = x
         start += len(block)
     if out is not None:
         return out
     stacked: Design = sp.csr_matrix(sp.vstack(parts, format="csr"))
     return stacked
+
+
+def _fits_float32(x: Any) -> bool:
+    """Whether every value of ``x`` (dense or sparse) is exactly a float32."""
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    if values.dtype == np.float32:
+        return True
+    return bool(np.array_equal(values.astype(np.float32), values, equal_nan=True))
 
 
 __all__ = [

@@ -3,7 +3,9 @@
 ``"multinomial_logistic_regression"``
     the maximum-entropy model that ML.NET's ``SdcaMaximumEntropy`` trainer fits in the
     article: scikit-learn's ``LogisticRegression`` (softmax over classes, L2 penalty),
-    solved by L-BFGS (or SAGA), ``random_state=0``.
+    solved by L-BFGS (or SAGA), ``random_state=0``. L-BFGS runs over blocks of a float32
+    design matrix (:mod:`cleanroom.ml.logistic`: scikit-learn's objective and optimizer
+    settings, its memory per row cut to the matrix); SAGA is scikit-learn's own fit.
 ``"gradient_boosted_trees"``
     scikit-learn's ``HistGradientBoostingClassifier`` (one tree per class per round,
     softmax), ``random_state=0``, early stopping off unless asked for.
@@ -40,6 +42,7 @@ from cleanroom.ml.features import (
     labels,
     model_input,
 )
+from cleanroom.ml.logistic import fit_logistic
 
 Algorithm = Literal["multinomial_logistic_regression", "gradient_boosted_trees"]
 
@@ -301,13 +304,28 @@ def train(
     if len(np.unique(y)) < 2:
         raise TrainingError("the training rows hold fewer than two classes")
     frames = [part for part in frames if len(part)]
-    estimator = _estimator(name, params, seed)
+    # L-BFGS logistic regression streams over blocks of a float32 design matrix
+    # (cleanroom.ml.logistic); SAGA and the trees take scikit-learn's own fit.
+    streamed = name == _LR and params["solver"] == "lbfgs"
     try:
         with _threads(threads):
             preprocessor = fit_preprocessor(
                 frames, spec, feats, scale=name == _LR, dense=name == _GBT
             )
-            estimator.fit(design_matrix(preprocessor, frames, spec, feats), y)
+            x = design_matrix(preprocessor, frames, spec, feats, compact=streamed)
+            if streamed:
+                estimator = fit_logistic(
+                    x,
+                    y,
+                    C=params["C"],
+                    max_iter=params["max_iter"],
+                    tol=params["tol"],
+                    class_weight=params["class_weight"],
+                    seed=seed,
+                )
+            else:
+                estimator = _estimator(name, params, seed).fit(x, y)
+            del x
     except (ValueError, ArithmeticError, MemoryError) as exc:
         # The estimator's message may quote data; say only which estimator failed.
         raise TrainingError(f"{name} failed to fit: {type(exc).__name__}") from None
