@@ -322,13 +322,20 @@ def check_schema(party: str, stored: DatasetSchema, expected: DatasetSchema) -> 
             )
 
 
+def _narrow(numbers: npt.NDArray[np.float64]) -> npt.NDArray[np.floating[Any]]:
+    """``numbers`` as float32 when that is exact (NaN included), else unchanged (float64)."""
+    narrow = numbers.astype(np.float32)
+    return narrow if np.array_equal(narrow, numbers, equal_nan=True) else numbers
+
+
 def _to_column(values: list[Any]) -> Any:
-    """Plain values -> a float32 array (NaN for NULL) when they are all numbers, else objects."""
+    """Plain values -> a float array (NaN for NULL; float32 when exact) when they are all
+    numbers, else objects."""
     try:
         numbers = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     except (TypeError, ValueError):
         return np.array(values, dtype=object)
-    return numbers.astype(np.float32)
+    return _narrow(numbers)
 
 
 class _ColumnDecryptor:
@@ -358,7 +365,8 @@ class _ColumnDecryptor:
         )
 
     def column(self, cells: list[Any]) -> Any:
-        """The validated column as an array: float32 (NaN for NULL) if numeric, else objects."""
+        """The validated column as an array: float (NaN for NULL; float32 when exact) if
+        numeric, else objects."""
         if self.cipher is None:
             try:
                 return _to_column(self.spec.coerce_many(cells))
@@ -404,11 +412,12 @@ class _ColumnDecryptor:
         except (ValueError, SchemaError) as error:
             raise self._invalid(error) from None
         if all(isinstance(v, int | float) for v in coerced) and null_value is None:
-            table = np.array([float(v) for v in coerced], dtype=np.float64).astype(np.float32)
+            # The distinct values decide: float32 if it holds them all exactly.
+            table = _narrow(np.array([float(v) for v in coerced], dtype=np.float64))
             values = table[inverse]
             if nulls is None:
                 return values
-            out = np.full(len(nulls), np.nan, dtype=np.float32)
+            out = np.full(len(nulls), np.nan, dtype=table.dtype)
             out[~nulls] = values
             return out
         it = iter(inverse.tolist())
@@ -455,9 +464,9 @@ def read_party_frame(
 
     Every schema column is decrypted and validated (categories, bounds, required values),
     not only ``columns``. Errors name the party and the column, never a value. A column
-    whose values are all numbers comes back as ``float32``, NaN for NULL (exact for
-    integers up to 2**24 in magnitude, as every MedicalRecord column is; other values are
-    rounded as the models' float32 inputs round them); any other column as objects.
+    whose values are all numbers comes back as ``float32`` (NaN for NULL) when float32
+    holds every value exactly — integers up to 2**24 in magnitude, as every MedicalRecord
+    column is — and as ``float64`` otherwise; any other column as objects.
     """
     party = info.party
     ciphers: dict[tuple[str, str], CellCipher] = {}

@@ -384,3 +384,48 @@ def test_a_bad_cell_names_the_party_and_column_only(
     assert str(stopped.value) == (
         f"party {PARTY!r}: column {column!r}: a cell does not decrypt under the party's key"
     )
+
+
+def test_numbers_float32_cannot_hold_come_back_float64_and_exact(
+    store_url: str, tmp_path: Path
+) -> None:
+    """float32 only when exact: a value past 2**24 keeps the whole column float64."""
+    store = open_store(store_url)
+    try:
+        client = PartyClient(store, LocalKeyStore(tmp_path / "keys"), party=PARTY)
+        client.create_keys()
+        schema = DatasetSchema(
+            table="Wide",
+            columns=(
+                ColumnSpec("label", "tinyint", categories=(0, 1), nullable=False),
+                ColumnSpec("small", "bigint"),
+                ColumnSpec("big", "bigint"),
+                ColumnSpec("plain", "bigint", encrypted=False),
+            ),
+            label="label",
+        )
+        client.create_dataset(schema)
+        rows = 9
+        client.import_dataframe(
+            pd.DataFrame(
+                {
+                    "label": [i % 2 for i in range(rows)],
+                    "small": [None if i == 4 else i * 1000 for i in range(rows)],
+                    "big": [None if i == 2 else 2**40 + i for i in range(rows)],
+                    "plain": [2**30 + i for i in range(rows)],
+                }
+            ),
+            dataset="Wide",
+        )
+        info = client.dataset("Wide")
+        frame, _ = read_party_frame(
+            store, info, ceks=_keys(client), columns=info.schema.column_names, batch_rows=4
+        )
+    finally:
+        store.close()
+    assert frame["small"].dtype == "float32"
+    assert frame["label"].dtype == "float32"
+    assert frame["big"].dtype == "float64"
+    assert frame["plain"].dtype == "float64"
+    assert _plain(frame["big"]) == [None if i == 2 else float(2**40 + i) for i in range(rows)]
+    assert frame["plain"].tolist() == [float(2**30 + i) for i in range(rows)]
