@@ -5,8 +5,8 @@
 
 For each algorithm/featurization it times, on `parties × records` synthetic MedicalRecords
 (`cleanroom.data.generate_sites`, seed 0) split 80/20 per party: the split, featurizing
-the pooled training rows (model input + preprocessing fit), training (featurize + fit),
-evaluating on the pooled test rows, exporting ONNX, and scoring the test rows in
+the pooled training rows (the design matrix as train() builds it, in blocks), training
+(featurize + fit), evaluating on the pooled test rows, exporting ONNX, and scoring the test rows in
 onnxruntime (with the parity check). Each configuration runs in a fresh process so its
 peak resident memory is its own. Then (unless `--no-report`) it computes the
 collaboration report — every party alone vs pooled — on the same data, on small
@@ -37,13 +37,12 @@ from cleanroom.ml import (
     evaluate,
     export_onnx,
     medical_record_spec,
-    model_input,
     onnx_matches,
     pool,
     train,
     train_test_split,
 )
-from cleanroom.ml.features import build_preprocessor
+from cleanroom.ml.design import design_matrix, fit_preprocessor
 
 CONFIGS = (
     ("multinomial_logistic_regression", "schema"),
@@ -74,21 +73,26 @@ def worker(algorithm: str, featurization: str, parties: int, records: int) -> di
     t0 = time.perf_counter()
     splits = _splits(sites)
     t_split = time.perf_counter() - t0
-    train_rows = pool({p: tr for p, (tr, _) in splits.items()})
+    # Every party's training rows as train() takes them in the job: a list, no pooled copy.
+    train_rows = [tr for tr, _ in splits.values()]
     test_rows = pool({p: te for p, (_, te) in splits.items()})
 
     t0 = time.perf_counter()
-    x = model_input(train_rows, spec, featurization)  # type: ignore[arg-type]
-    design = build_preprocessor(
+    # The design matrix as train() builds it (cleanroom.ml.design: fitted on the numeric
+    # columns, filled in blocks; float32 for the block-wise L-BFGS).
+    trees = algorithm == "gradient_boosted_trees"
+    fitted = fit_preprocessor(
+        train_rows,
         spec,
         featurization,  # type: ignore[arg-type]
-        scale=algorithm != "gradient_boosted_trees",
-        dense=algorithm == "gradient_boosted_trees",
-    ).fit_transform(x)
+        scale=not trees,
+        dense=trees,
+    )
+    design = design_matrix(fitted, train_rows, spec, featurization, compact=not trees)  # type: ignore[arg-type]
     t_featurize = time.perf_counter() - t0
     width = design.shape[1]
     sparse = hasattr(design, "nnz")
-    del x, design
+    del design
 
     t0 = time.perf_counter()
     model = train(train_rows, spec=spec, algorithm=algorithm, featurization=featurization)
@@ -108,7 +112,7 @@ def worker(algorithm: str, featurization: str, parties: int, records: int) -> di
     return {
         "algorithm": algorithm,
         "featurization": featurization,
-        "train_rows": len(train_rows),
+        "train_rows": sum(len(part) for part in train_rows),
         "test_rows": len(test_rows),
         "width": width,
         "sparse": sparse,
