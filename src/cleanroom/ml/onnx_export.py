@@ -37,6 +37,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
 from cleanroom.errors import ConfigurationError, TrainingError
+from cleanroom.ml.design import blocks
 from cleanroom.ml.features import FeatureSpec, Featurization, check_featurization, model_input
 from cleanroom.ml.models import TrainedModel
 
@@ -46,6 +47,8 @@ TARGET_OPSET: Final[dict[str, int]] = {"": 17, "ai.onnx.ml": 3}
 GRAPH_NAME: Final = "cleanroom"
 #: Default tolerance of :func:`onnx_matches` on probabilities.
 PROBABILITY_TOLERANCE: Final = 1e-5
+#: Rows scored per onnxruntime call (bounds the graph's dense one-hot intermediate).
+ONNX_BLOCK_ROWS: Final = 8192
 
 _PATCH_LOCK = threading.Lock()
 
@@ -130,12 +133,21 @@ def _run(
     featurization: Featurization,
     model_classes: tuple[int, ...],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    label, probabilities = session.run(
-        ["label", "probabilities"], _feeds(frame, spec, featurization)
-    )
+    labels = np.zeros(len(frame), dtype=np.int64)
     aligned = np.zeros((len(frame), len(spec.classes)), dtype=np.float64)
-    aligned[:, [spec.classes.index(c) for c in model_classes]] = probabilities
-    return np.asarray(label, dtype=np.int64).reshape(-1), aligned
+    columns = [spec.classes.index(c) for c in model_classes]
+    start = 0
+    # In blocks: the graph's one-hot output is dense (the article featurization's ~1,100
+    # float columns a row), so a whole test set at once would take gigabytes at scale.
+    for block in blocks([frame], ONNX_BLOCK_ROWS):
+        label, probabilities = session.run(
+            ["label", "probabilities"], _feeds(block, spec, featurization)
+        )
+        stop = start + len(block)
+        labels[start:stop] = np.asarray(label, dtype=np.int64).reshape(-1)
+        aligned[start:stop, columns] = probabilities
+        start = stop
+    return labels, aligned
 
 
 def run_onnx(
