@@ -522,6 +522,7 @@ def run_job(
             whole, label=spec.label, test_fraction=test_fraction, seed=split.seed
         )
         splits[party] = (halves.train, halves.test)
+        del whole, halves  # the unsplit frame must not live on through training
     frames.clear()
     settings: dict[str, Any] = {
         "spec": spec,

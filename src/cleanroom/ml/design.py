@@ -33,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp  # type: ignore[import-untyped]
 from sklearn.compose import ColumnTransformer
 
+from cleanroom.errors import TrainingError
 from cleanroom.ml.features import (
     MISSING_TOKEN,
     FeatureSpec,
@@ -145,7 +146,9 @@ def fit_preprocessor(
         categories=learned,
         sparse=sparse_design(spec, featurization, dense=dense, categories=learned),
     )
-    probe = next(blocks(frames, PROBE_ROWS))
+    probe = next(blocks(frames, PROBE_ROWS), None)
+    if probe is None:
+        raise TrainingError("no training rows")
     preprocessor.fit(model_input(probe, spec, featurization))
     if featurization == "schema" and spec.numeric:
         # Fitted in place: the transformer held by the fitted ColumnTransformer is refitted

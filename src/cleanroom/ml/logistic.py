@@ -4,8 +4,8 @@ scikit-learn's ``LogisticRegression(solver="lbfgs")`` evaluates its objective on
 float64 design matrix at once and keeps several per-row arrays (raw predictions,
 probabilities, per-row gradients: ``rows × classes`` float64 each) for the whole fit. The
 objective is a sum over rows, so here it is accumulated :data:`BLOCK_ROWS` rows at a time:
-the fit holds the design matrix as float32 (half the bytes; exact, see below) and one
-block's float64 arrays, nothing else per row.
+the fit holds the design matrix as float32 (half the bytes; exact, see below), the labels
+(and sample weights, if any) and one block's float64 arrays.
 
 The objective, the optimizer and its settings are scikit-learn's (version 1.9):
 
@@ -22,6 +22,8 @@ about 1e-9 (``tests/unit/ml/test_ml_logistic.py``), and the result is a fitted
 float32 is exact here: the schema featurization's numeric block is the scaler's float32
 output (its float64 copy in the stacked matrix holds the same values) and every other
 column is 0 or 1; :func:`cleanroom.ml.design.design_matrix` checks it when asked for float32.
+The arithmetic is always float64: for a spec without categorical columns (whose stacked
+matrix is float32) scikit-learn would have fitted in float32, less precisely.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped]
 from scipy import optimize
+from scipy.special import expit  # type: ignore[import-untyped]
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.class_weight import compute_class_weight
@@ -45,9 +48,10 @@ class _Objective:
     """Loss and gradient of the objective in the module docstring, block by block.
 
     A dense design matrix is copied block by block into one float64 buffer and every
-    ``rows × classes`` array lives in one preallocated buffer, so an evaluation allocates
-    nothing per row: repeated large allocations would otherwise go to ``mmap`` and back
-    and page-fault on every block (25 % of the fit's time, measured).
+    ``rows × classes`` array lives in one preallocated buffer, so an evaluation makes no
+    large allocation per block: they would otherwise go to ``mmap`` and back and page-fault
+    on every block (25 % of the fit's time, measured). A CSR block is still sliced and
+    converted per block.
     """
 
     def __init__(
@@ -97,7 +101,7 @@ class _Objective:
                 z = raw[:, 0]
                 # log(1 + e^z) - y z, and its derivative sigmoid(z) - y, without overflow.
                 pointwise = np.logaddexp(0.0, z) - y * z
-                z[...] = 1.0 / (1.0 + np.exp(-z)) - y
+                z[...] = expit(z) - y
             else:
                 raw -= raw.max(axis=1, keepdims=True)
                 index = self._index[: stop - start]
@@ -146,7 +150,7 @@ def fit_logistic(
     weights = None
     if class_weight is not None:
         weights = compute_class_weight(class_weight, classes=classes, y=np.asarray(y))[target]
-    objective = _Objective(x, target.astype(np.intp), weights, len(classes), C)
+    objective = _Objective(x, target.astype(np.intp, copy=False), weights, len(classes), C)
     start = np.zeros(objective.outputs * (objective.features + 1))
     result = optimize.minimize(
         objective,

@@ -143,12 +143,25 @@ def test_compact_design_is_float32_only_when_exact() -> None:
 
 @pytest.mark.usefixtures("small_blocks")
 def test_compact_design_falls_back_to_float64_when_float32_would_round() -> None:
-    """A transformer whose output float32 cannot hold: the matrix stays float64, exact."""
+    """A transformer whose output float32 cannot hold from the 5th block on: the blocks
+    already stored as float32 are widened, and the matrix is exact."""
     frames = _frames()
+    frames[0]["age"] = 50  # age / 10 = 5.0, exact in float32, for the first 150 rows
     tenth = ColumnTransformer(
         [("tenth", FunctionTransformer(lambda x: np.asarray(x, np.float64) / 10.0), ["age"])]
     ).fit(model_input(frames[0], SPEC))
     compact = design_matrix(tenth, frames, SPEC, "schema", compact=True)
     assert compact.dtype == np.float64
     whole = pd.concat(frames, ignore_index=True)
-    assert np.array_equal(compact, tenth.transform(model_input(whole, SPEC)), equal_nan=True)
+    expected = tenth.transform(model_input(whole, SPEC))
+    assert not np.array_equal(expected.astype(np.float32), expected, equal_nan=True)
+    assert np.array_equal(compact, expected, equal_nan=True)
+
+
+def test_a_spec_without_categorical_columns_fits_in_float64() -> None:
+    """Its stacked matrix is float32 (scaler output only); the fit still runs in float64."""
+    numeric = replace(SPEC, categorical={})
+    model = train(_frames(), spec=numeric)
+    coef = model.pipeline.named_steps["model"].coef_
+    assert coef.dtype == np.float64
+    assert model.predict_proba(make_site(20, seed=3)).shape == (20, len(SPEC.classes))
