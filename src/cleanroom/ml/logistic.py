@@ -72,7 +72,9 @@ class _Objective:
         self.l2 = 1.0 / (c * self.total)
         rows = min(BLOCK_ROWS, len(target))
         self._dense = None if sp.issparse(x) else np.empty((rows, self.features))
-        self._raw = np.empty((rows, self.outputs))
+        # Class-major (classes × rows): reductions over the classes then run along rows,
+        # which numpy vectorizes; a (rows × 5) layout reduces five values at a time.
+        self._raw = np.empty((self.outputs, rows))
         self._index = np.arange(rows)
 
     def _block(self, start: int, stop: int) -> Any:
@@ -91,33 +93,33 @@ class _Objective:
             stop = min(start + BLOCK_ROWS, len(self.target))
             x = self._block(start, stop)
             y = self.target[start:stop]
-            raw = self._raw[: stop - start]
+            raw = self._raw[:, : stop - start]  # raw[k, i]: class k's logit of row i
             if self._dense is None:
-                raw[...] = x @ coef.T
+                raw[...] = (x @ coef.T).T
             else:
-                np.matmul(x, coef.T, out=raw)
-            raw += intercept
+                np.matmul(coef, x.T, out=raw)
+            raw += intercept[:, None]
             if self.binary:
-                z = raw[:, 0]
+                z = raw[0]
                 # log(1 + e^z) - y z, and its derivative sigmoid(z) - y, without overflow.
                 pointwise = np.logaddexp(0.0, z) - y * z
                 z[...] = expit(z) - y
             else:
-                raw -= raw.max(axis=1, keepdims=True)
+                raw -= raw.max(axis=0)
                 index = self._index[: stop - start]
-                picked = raw[index, y]
+                picked = raw[y, index]
                 np.exp(raw, out=raw)
-                sums = raw.sum(axis=1)
+                sums = raw.sum(axis=0)
                 pointwise = np.log(sums) - picked
-                raw /= sums[:, None]
-                raw[index, y] -= 1.0
+                raw /= sums
+                raw[y, index] -= 1.0
             if self.weights is not None:
                 s = self.weights[start:stop]
                 pointwise = pointwise * s
-                raw *= s[:, None]
+                raw *= s
             loss += float(pointwise.sum())
-            gradient[:, :-1] += np.asarray(x.T @ raw).T
-            gradient[:, -1] += raw.sum(axis=0)
+            gradient[:, :-1] += np.asarray(raw @ x) if self._dense is not None else (x.T @ raw.T).T
+            gradient[:, -1] += raw.sum(axis=1)
         loss = loss / self.total + 0.5 * self.l2 * float(np.sum(coef * coef))
         gradient /= self.total
         gradient[:, :-1] += self.l2 * coef
