@@ -226,8 +226,10 @@ class TrainedModel:
     def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Class probabilities of every row of ``frame`` (columns: ``spec.classes``).
 
-        Rows are scored :data:`~cleanroom.ml.design.BLOCK_ROWS` at a time (scoring is row
-        by row, so the result does not depend on the blocks; the memory does).
+        Rows are scored :data:`~cleanroom.ml.design.BLOCK_ROWS` at a time: the memory
+        depends on the blocks, the probabilities only in the last bit (the logistic
+        model's logits are a BLAS product per block, whose edge rows may be rounded by
+        another kernel; trees score row by row and are exact).
         """
         out = np.empty((len(frame), len(self.spec.classes)), dtype=np.float64)
         start = 0
