@@ -74,6 +74,18 @@ def _hist_gradient_boosting_int_flags() -> Iterator[None]:
             setattr(random_forest, name, original)
 
 
+def _sort_opsets(proto: onnx.ModelProto) -> None:
+    """List ``proto``'s opsets in domain order, in place.
+
+    skl2onnx lists them in the iteration order of a set of ``(domain, version)`` pairs,
+    which follows the process's string hash seed: without this, two processes (two enclave
+    jobs) export different bytes for the same model.
+    """
+    opsets = sorted((opset.domain, opset.version) for opset in proto.opset_import)
+    del proto.opset_import[:]
+    proto.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets)
+
+
 def export_onnx(model: TrainedModel) -> bytes:
     """The ONNX serialization of ``model``'s whole pipeline (preprocessing + estimator).
 
@@ -97,6 +109,7 @@ def export_onnx(model: TrainedModel) -> bytes:
             )
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:
         raise TrainingError(f"ONNX conversion failed: {type(exc).__name__}") from None
+    _sort_opsets(proto)
     metadata = {
         "cleanroom.algorithm": model.algorithm,
         "cleanroom.featurization": model.featurization,

@@ -161,3 +161,44 @@ def test_scoring_in_blocks_equals_one_call(
     empty_labels, empty_proba = run_onnx(blob, model, rows.iloc[:0])
     assert empty_labels.shape == (0,)
     assert empty_proba.shape == (0, len(spec.classes))
+
+
+_EXPORT_IN_A_PROCESS = """
+import hashlib, sys
+from cleanroom.data import generate_sites
+from cleanroom.ml import export_onnx, medical_record_spec, train
+frames = list(generate_sites(2, 300, seed=0).values())
+sys.stdout.write(hashlib.sha256(export_onnx(train(frames, spec=medical_record_spec()))).hexdigest())
+"""
+
+
+def test_the_same_bytes_in_processes_with_different_string_hash_seeds() -> None:
+    # skl2onnx lists the model's opsets in the iteration order of a set of (domain,
+    # version) pairs, which follows the process's string hash seed: before the opsets were
+    # sorted, seeds 10 and 11 gave different bytes for the same model (so did two jobs).
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for seed in ("10", "11"):
+        run = subprocess.run(
+            [sys.executable, "-c", _EXPORT_IN_A_PROCESS],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+        digests.add(run.stdout)
+    assert len(digests) == 1
+
+
+def test_opsets_are_listed_in_domain_order(
+    sites: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> None:
+    for case in CASES:
+        proto = onnx.load_from_string(export_onnx(_model(sites, spec, case)))
+        domains = [opset.domain for opset in proto.opset_import]
+        assert domains == sorted(domains)
+        assert {"", "ai.onnx.ml"} <= set(domains)
