@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -176,10 +180,6 @@ def test_the_same_bytes_in_processes_with_different_string_hash_seeds() -> None:
     # skl2onnx lists the model's opsets in the iteration order of a set of (domain,
     # version) pairs, which follows the process's string hash seed: before the opsets were
     # sorted, seeds 10 and 11 gave different bytes for the same model (so did two jobs).
-    import os
-    import subprocess
-    import sys
-
     digests = set()
     for seed in ("10", "11"):
         run = subprocess.run(
@@ -190,6 +190,7 @@ def test_the_same_bytes_in_processes_with_different_string_hash_seeds() -> None:
             check=True,
             timeout=300,
         )
+        assert re.fullmatch(r"[0-9a-f]{64}", run.stdout), run.stderr[-2000:]
         digests.add(run.stdout)
     assert len(digests) == 1
 
